@@ -1,0 +1,487 @@
+# docs and experiment results: README.md
+"""Gaussian PPO for continuous control: the baseline of GoRL (arXiv 2512.02581), in CleanRL style.
+
+The policy is a state-conditioned Gaussian over z, the pre-squash action; the env action is
+rescale(tanh(z)) to the env's Box bounds, and PPO's log-probs, ratios and entropy are those of z.
+`diff gaussian_ppo.py gorl_ppo.py` shows exactly what GoRL adds to this file.
+"""
+import difflib
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # dm_control renders headless; without it it warns about a missing DISPLAY
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.optim as optim
+import tyro
+from torch.distributions.normal import Normal
+from torch.utils.tensorboard import SummaryWriter
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run name)"""
+    seed: int = 1
+    """seed of the experiment: same seed, same machine, same result"""
+    torch_threads: int = 1
+    """CPU threads for torch; one is fastest for these small networks and lets a sweep run one job per core"""
+    save_model: bool = False
+    """save a checkpoint (weights, observation statistics, args) to runs/{run_name}/{exp_name}.pt"""
+    eval_checkpoint: Optional[str] = None
+    """path of a saved checkpoint: evaluate it deterministically for --eval-episodes episodes instead of training"""
+
+    # Algorithm specific arguments
+    env_id: str = "HopperStand"
+    """a DM Control task in the paper's CamelCase form (HopperStand, CheetahRun, BallInCup, ...), a
+    dm_control/<domain>-<task>-v0 id, or any gymnasium id with a Box action space (Pendulum-v1, Hopper-v5)"""
+    total_timesteps: int = 5_000_000
+    """total environment steps of training (about an hour on a 2-core laptop)"""
+    learning_rate: float = 3e-4
+    """the learning rate of the Adam optimizer"""
+    num_envs: int = 32
+    """the number of parallel environments (stepped in one process unless --async-envs)"""
+    async_envs: bool = False
+    """step the environments in subprocesses (gains nothing on 2 cores, helps on a workstation)"""
+    num_steps: int = 64
+    """the number of steps to run in each environment per policy rollout"""
+    anneal_lr: bool = True
+    """anneal the learning rate linearly to zero"""
+    gamma: float = 0.99
+    """the discount factor gamma"""
+    gae_lambda: float = 0.95
+    """the lambda for the general advantage estimation"""
+    num_minibatches: int = 4
+    """the number of mini-batches"""
+    update_epochs: int = 10
+    """the K epochs to update the policy"""
+    norm_adv: bool = True
+    """advantages normalization"""
+    clip_coef: float = 0.2
+    """the surrogate clipping coefficient"""
+    clip_vloss: bool = True
+    """use a clipped loss for the value function, as per the paper"""
+    ent_coef: float = 0.0
+    """coefficient of the entropy bonus"""
+    vf_coef: float = 0.5
+    """coefficient of the value function loss"""
+    max_grad_norm: float = 0.5
+    """the maximum norm for the gradient clipping"""
+    target_kl: Optional[float] = None
+    """the target KL divergence threshold (early stop of the epochs)"""
+    eval_every: int = 100_000
+    """environment steps between deterministic evaluations (mean action)"""
+    eval_episodes: int = 10
+    """episodes per deterministic evaluation (run in parallel envs)"""
+
+    # to be filled in runtime
+    batch_size: int = 0
+    """the batch size (computed in runtime)"""
+    minibatch_size: int = 0
+    """the mini-batch size (computed in runtime)"""
+    num_iterations: int = 0
+    """the number of iterations (computed in runtime)"""
+
+
+PAPER_TASKS = ("HopperStand", "CheetahRun", "FingerSpin", "FingerTurnHard", "FishSwim", "WalkerWalk", "BallInCup")
+
+
+def dm_control_tasks() -> dict:
+    """Every DM Control suite task under its CamelCase name (hopper/stand -> HopperStand) -> its shimmy id."""
+    from dm_control import suite
+
+    def camel(name):
+        return "".join(part.capitalize() for part in name.split("_"))
+
+    tasks = {camel(domain) + camel(task): f"dm_control/{domain}-{task}-v0" for domain, task in suite.ALL_TASKS}
+    tasks["BallInCup"] = tasks["BallInCupCatch"]  # the paper's name for ball_in_cup/catch
+    return tasks
+
+
+def resolve_env_id(env_id: str) -> str:
+    """The gymnasium id of a paper task name; gymnasium ids (dm_control/*-v0 included) pass through unchanged."""
+    import shimmy  # registers the dm_control/<domain>-<task>-v0 ids
+
+    gym.register_envs(shimmy)
+    tasks = dm_control_tasks()
+    if env_id in tasks:
+        return tasks[env_id]
+    if env_id in gym.registry:
+        return env_id
+    close = difflib.get_close_matches(env_id, list(tasks) + list(gym.registry), n=3)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    raise ValueError(
+        f"unknown env id {env_id!r}; {hint}valid: a DM Control task such as {', '.join(PAPER_TASKS)} (any suite task in "
+        "CamelCase), a dm_control/<domain>-<task>-v0 id, or a registered gymnasium id with a Box action space"
+    )
+
+
+def make_env(env_id: str, seed: int):
+    def thunk():
+        env = gym.make(env_id)
+        if isinstance(env.observation_space, gym.spaces.Dict):  # dm_control observations: a Dict of float64 arrays
+            env = gym.wrappers.FlattenObservation(env)
+        space = env.observation_space
+        if space.dtype != np.float32:  # cast bounds first: a float64 Box cast by gymnasium warns about precision
+            float32_space = gym.spaces.Box(space.low.astype(np.float32), space.high.astype(np.float32), dtype=np.float32)
+            env = gym.wrappers.TransformObservation(env, lambda obs: obs.astype(np.float32), float32_space)
+        env.action_space.seed(seed)
+        return env
+
+    return thunk
+
+
+def make_vector_env(env_id: str, num_envs: int, seed: int, asynchronous: bool = False) -> gym.vector.VectorEnv:
+    """num_envs copies of env_id, checked to have a bounded Box action space, recording raw episode returns."""
+    env_fns = [make_env(env_id, seed + i) for i in range(num_envs)]
+    vector_env_class = gym.vector.AsyncVectorEnv if asynchronous else gym.vector.SyncVectorEnv
+    # SAME_STEP autoreset: an env that finishes is reset within the same step, and its true last observation comes
+    # back in infos["final_obs"], which the critic needs to bootstrap through time-limit truncations.
+    envs = vector_env_class(env_fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    space = envs.single_action_space
+    if not isinstance(space, gym.spaces.Box) or not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
+        envs.close()
+        raise ValueError(
+            f"{env_id} has action space {space}; these scripts need a continuous gymnasium.spaces.Box action space "
+            "with finite bounds (e.g. HopperStand, Pendulum-v1, Hopper-v5)"
+        )
+    return gym.wrappers.vector.RecordEpisodeStatistics(envs)
+
+
+def squash_to_bounds(z: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Env action rescale(tanh(z)): maps the pre-squash action onto [low, high], which need not be symmetric."""
+    return low + 0.5 * (np.tanh(z) + 1.0) * (high - low)
+
+
+class RunningMeanStd(nn.Module):
+    """Running mean and variance of observations, kept as buffers so that they are saved with the model."""
+
+    def __init__(self, shape: int, clip: float = 10.0):
+        super().__init__()
+        self.clip = clip
+        self.register_buffer("mean", torch.zeros(shape))
+        self.register_buffer("var", torch.ones(shape))
+        self.register_buffer("count", torch.tensor(1e-4, dtype=torch.float64))
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor):
+        """Merge the statistics of a batch (parallel algorithm of Chan et al.)."""
+        batch_mean, batch_var, batch_count = x.mean(0), x.var(0, unbiased=False), x.shape[0]
+        delta = batch_mean - self.mean
+        total = self.count + batch_count
+        self.mean += delta * (batch_count / total).float()
+        m2 = self.var * self.count.float() + batch_var * batch_count + delta**2 * (self.count * batch_count / total).float()
+        self.var.copy_(m2 / total.float())
+        self.count.copy_(total)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.clamp((x - self.mean) / torch.sqrt(self.var + 1e-8), -self.clip, self.clip)
+
+
+def layer_init(layer, std=np.sqrt(2), bias_const=0.0):
+    torch.nn.init.orthogonal_(layer.weight, std)
+    torch.nn.init.constant_(layer.bias, bias_const)
+    return layer
+
+
+class Agent(nn.Module):
+    def __init__(self, obs_dim: int, action_dim: int):
+        super().__init__()
+        self.obs_rms = RunningMeanStd(obs_dim)
+        self.critic = nn.Sequential(
+            layer_init(nn.Linear(obs_dim, 64)),
+            nn.Tanh(),
+            layer_init(nn.Linear(64, 64)),
+            nn.Tanh(),
+            layer_init(nn.Linear(64, 1), std=1.0),
+        )
+        self.actor_mean = nn.Sequential(
+            layer_init(nn.Linear(obs_dim, 64)),
+            nn.Tanh(),
+            layer_init(nn.Linear(64, 64)),
+            nn.Tanh(),
+            layer_init(nn.Linear(64, action_dim), std=0.01),
+        )
+        self.actor_logstd = nn.Parameter(torch.zeros(1, action_dim))
+
+    def get_value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.critic(self.obs_rms(obs))
+
+    def get_mean(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.actor_mean(self.obs_rms(obs))
+
+    def get_action_and_value(self, obs: torch.Tensor, z: Optional[torch.Tensor] = None):
+        x = self.obs_rms(obs)
+        mean = self.actor_mean(x)
+        probs = Normal(mean, self.actor_logstd.expand_as(mean).exp())
+        if z is None:
+            z = probs.sample()
+        return z, probs.log_prob(z).sum(1), probs.entropy().sum(1), self.critic(x)
+
+
+def compute_gae(rewards, values, episode_ends, next_value, gamma: float, gae_lambda: float) -> torch.Tensor:
+    """Generalised advantage estimates of a (num_steps, num_envs) rollout.
+
+    episode_ends[t] is 1 where the episode ended at step t; a truncated step's reward already holds
+    gamma * V(final observation), so only the bootstrap from the NEXT episode's first state is cut.
+    """
+    advantages = torch.zeros_like(rewards)
+    lastgaelam = 0.0
+    for t in reversed(range(rewards.shape[0])):
+        nextvalues = next_value if t == rewards.shape[0] - 1 else values[t + 1]
+        nonterminal = 1.0 - episode_ends[t]
+        delta = rewards[t] + gamma * nextvalues * nonterminal - values[t]
+        advantages[t] = lastgaelam = delta + gamma * gae_lambda * nonterminal * lastgaelam
+    return advantages
+
+
+def log_episodes(writer: SummaryWriter, infos: dict, global_step: int) -> list:
+    """Log the raw return and length of every episode that ended in this vector step; returns the returns."""
+    if "episode" not in infos:
+        return []
+    finished = np.flatnonzero(infos["_episode"])
+    for i in finished:
+        writer.add_scalar("charts/episodic_return", infos["episode"]["r"][i], global_step)
+        writer.add_scalar("charts/episodic_length", infos["episode"]["l"][i], global_step)
+    return [float(infos["episode"]["r"][i]) for i in finished]
+
+
+@torch.no_grad()
+def evaluate(agent: Agent, envs: gym.vector.VectorEnv, seed: int) -> np.ndarray:
+    """Deterministic evaluation (z = policy mean): the return of the first episode of each env."""
+    low, high = envs.single_action_space.low, envs.single_action_space.high
+    obs, _ = envs.reset(seed=seed)
+    returns = np.zeros(envs.num_envs)
+    running = np.ones(envs.num_envs, dtype=bool)
+    while running.any():
+        z = agent.get_mean(torch.from_numpy(obs))
+        obs, reward, terminations, truncations, _ = envs.step(squash_to_bounds(z.numpy(), low, high))
+        returns += reward * running
+        running &= ~(terminations | truncations)
+    return returns
+
+
+def save_checkpoint(path: str, args: Args, agent: Agent):
+    """Everything needed to act again: args (env id, architecture), weights and observation statistics."""
+    torch.save({"args": vars(args), "agent": agent.state_dict()}, path)
+
+
+def load_checkpoint(path: str, num_episodes: int):
+    """Returns (args, agent, envs): the saved run's args, its agent, and num_episodes envs to evaluate it on."""
+    checkpoint = torch.load(path, weights_only=False)
+    saved_args = Args(**checkpoint["args"])
+    envs = make_vector_env(resolve_env_id(saved_args.env_id), num_episodes, saved_args.seed + 10_000)
+    agent = Agent(envs.single_observation_space.shape[0], envs.single_action_space.shape[0])
+    agent.load_state_dict(checkpoint["agent"])
+    return saved_args, agent, envs
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    try:
+        if args.eval_checkpoint:
+            saved_args, agent, eval_envs = load_checkpoint(args.eval_checkpoint, args.eval_episodes)
+            returns = evaluate(agent, eval_envs, seed=saved_args.seed + 10_000)
+            print(f"{saved_args.env_id}: deterministic return {returns.mean():.2f} +- {returns.std():.2f} over {len(returns)} episodes")
+            sys.exit(0)
+        gym_id = resolve_env_id(args.env_id)
+        args.batch_size = int(args.num_envs * args.num_steps)
+        args.minibatch_size = int(args.batch_size // args.num_minibatches)
+        args.num_iterations = args.total_timesteps // args.batch_size
+        if args.num_iterations < 1 or args.minibatch_size < 1:
+            raise ValueError(
+                f"--total-timesteps {args.total_timesteps} is less than one rollout batch (--num-envs x --num-steps = "
+                f"{args.batch_size}) or --num-minibatches {args.num_minibatches} exceeds the batch"
+            )
+        envs = make_vector_env(gym_id, args.num_envs, args.seed, args.async_envs)
+        eval_envs = make_vector_env(gym_id, args.eval_episodes, args.seed + 10_000)
+    except (ValueError, FileNotFoundError) as err:
+        sys.exit(f"error: {err}")
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    writer = SummaryWriter(f"runs/{run_name}")
+    writer.add_text(
+        "hyperparameters",
+        "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])),
+    )
+
+    # TRY NOT TO MODIFY: seeding
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.torch_threads)
+    torch.use_deterministic_algorithms(True)
+
+    # rewards are scaled by a running estimate of the discounted return's std, as in CleanRL; the episode
+    # statistics recorded inside stay raw
+    envs = gym.wrappers.vector.NormalizeReward(envs, gamma=args.gamma)
+    obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
+    action_low, action_high = envs.single_action_space.low, envs.single_action_space.high
+
+    agent = Agent(obs_dim, action_dim)
+    optimizer = optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
+
+    # ALGO Logic: Storage setup
+    obs = torch.zeros((args.num_steps, args.num_envs, obs_dim))
+    zs = torch.zeros((args.num_steps, args.num_envs, action_dim))
+    logprobs = torch.zeros((args.num_steps, args.num_envs))
+    rewards = torch.zeros((args.num_steps, args.num_envs))
+    episode_ends = torch.zeros((args.num_steps, args.num_envs))
+    values = torch.zeros((args.num_steps, args.num_envs))
+
+    # TRY NOT TO MODIFY: start the game
+    global_step = 0
+    next_eval = 0
+    last_eval = float("nan")
+    recent_returns = []
+    start_time = last_print = time.time()
+    next_obs, _ = envs.reset(seed=args.seed)
+
+    for iteration in range(1, args.num_iterations + 1):
+        if global_step >= next_eval:
+            eval_start = time.time()
+            last_eval = evaluate(agent, eval_envs, seed=args.seed + 10_000).mean()
+            writer.add_scalar("eval/episodic_return", last_eval, global_step)
+            next_eval += args.eval_every
+            start_time += time.time() - eval_start  # SPS measures training only
+
+        # Annealing the rate if instructed to do so.
+        if args.anneal_lr:
+            frac = 1.0 - (iteration - 1.0) / args.num_iterations
+            optimizer.param_groups[0]["lr"] = frac * args.learning_rate
+
+        for step in range(args.num_steps):
+            global_step += args.num_envs
+            obs[step] = torch.from_numpy(next_obs)
+
+            # ALGO LOGIC: action logic
+            with torch.no_grad():
+                z, logprob, _, value = agent.get_action_and_value(obs[step])
+            zs[step] = z
+            logprobs[step] = logprob
+            values[step] = value.flatten()
+
+            # TRY NOT TO MODIFY: execute the game and log data.
+            next_obs, reward, terminations, truncations, infos = envs.step(squash_to_bounds(z.numpy(), action_low, action_high))
+            truncated_only = truncations & ~terminations
+            if truncated_only.any():  # a time limit is not a terminal state: bootstrap from the true last observation
+                final_obs = torch.from_numpy(np.stack(infos["final_obs"][truncated_only]))
+                with torch.no_grad():
+                    reward[truncated_only] += args.gamma * agent.get_value(final_obs).flatten().numpy()
+            rewards[step] = torch.from_numpy(reward)
+            episode_ends[step] = torch.from_numpy(terminations | truncations)
+            recent_returns += log_episodes(writer, infos, global_step)
+
+        # bootstrap value if not done
+        with torch.no_grad():
+            next_value = agent.get_value(torch.from_numpy(next_obs)).flatten()
+        advantages = compute_gae(rewards, values, episode_ends, next_value, args.gamma, args.gae_lambda)
+        returns = advantages + values
+
+        # flatten the batch
+        b_obs = obs.reshape((-1, obs_dim))
+        b_logprobs = logprobs.reshape(-1)
+        b_zs = zs.reshape((-1, action_dim))
+        b_advantages = advantages.reshape(-1)
+        b_returns = returns.reshape(-1)
+        b_values = values.reshape(-1)
+
+        # Optimizing the policy and value network
+        clipfracs = []
+        for epoch in range(args.update_epochs):
+            b_inds = torch.randperm(args.batch_size)
+            for start in range(0, args.batch_size, args.minibatch_size):
+                mb_inds = b_inds[start : start + args.minibatch_size]
+
+                _, newlogprob, entropy, newvalue = agent.get_action_and_value(b_obs[mb_inds], b_zs[mb_inds])
+                logratio = newlogprob - b_logprobs[mb_inds]
+                ratio = logratio.exp()
+
+                with torch.no_grad():
+                    # calculate approx_kl http://joschu.net/blog/kl-approx.html
+                    old_approx_kl = (-logratio).mean()
+                    approx_kl = ((ratio - 1) - logratio).mean()
+                    clipfracs += [((ratio - 1.0).abs() > args.clip_coef).float().mean().item()]
+
+                mb_advantages = b_advantages[mb_inds]
+                if args.norm_adv:
+                    mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
+
+                # Policy loss
+                pg_loss1 = -mb_advantages * ratio
+                pg_loss2 = -mb_advantages * torch.clamp(ratio, 1 - args.clip_coef, 1 + args.clip_coef)
+                pg_loss = torch.max(pg_loss1, pg_loss2).mean()
+
+                # Value loss
+                newvalue = newvalue.view(-1)
+                if args.clip_vloss:
+                    v_loss_unclipped = (newvalue - b_returns[mb_inds]) ** 2
+                    v_clipped = b_values[mb_inds] + torch.clamp(
+                        newvalue - b_values[mb_inds],
+                        -args.clip_coef,
+                        args.clip_coef,
+                    )
+                    v_loss_clipped = (v_clipped - b_returns[mb_inds]) ** 2
+                    v_loss_max = torch.max(v_loss_unclipped, v_loss_clipped)
+                    v_loss = 0.5 * v_loss_max.mean()
+                else:
+                    v_loss = 0.5 * ((newvalue - b_returns[mb_inds]) ** 2).mean()
+
+                entropy_loss = entropy.mean()
+                loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef
+
+                optimizer.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
+                optimizer.step()
+
+            if args.target_kl is not None and approx_kl > args.target_kl:
+                break
+
+        if not torch.isfinite(loss):
+            sys.exit(f"error: non-finite loss ({loss.item()}) at step {global_step}; stopping before the run writes garbage")
+        # the policy acts with the statistics it was trained with; new observations enter after the update
+        agent.obs_rms.update(b_obs)
+
+        y_pred, y_true = b_values.numpy(), b_returns.numpy()
+        var_y = np.var(y_true)
+        explained_var = np.nan if var_y == 0 else 1 - np.var(y_true - y_pred) / var_y
+
+        # TRY NOT TO MODIFY: record rewards for plotting purposes
+        sps = int(global_step / (time.time() - start_time))
+        writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
+        writer.add_scalar("losses/value_loss", v_loss.item(), global_step)
+        writer.add_scalar("losses/policy_loss", pg_loss.item(), global_step)
+        writer.add_scalar("losses/entropy", entropy_loss.item(), global_step)
+        writer.add_scalar("losses/old_approx_kl", old_approx_kl.item(), global_step)
+        writer.add_scalar("losses/approx_kl", approx_kl.item(), global_step)
+        writer.add_scalar("losses/clipfrac", np.mean(clipfracs), global_step)
+        writer.add_scalar("losses/explained_variance", explained_var, global_step)
+        writer.add_scalar("charts/SPS", sps, global_step)
+        if time.time() - last_print > 5 or iteration == args.num_iterations:
+            last_print = time.time()
+            recent = f"{np.mean(recent_returns):8.1f}" if recent_returns else "     n/a"
+            print(
+                f"step {global_step:>10,}/{args.total_timesteps:,} | SPS {sps:5d} | episodic return {recent} | "
+                f"eval {last_eval:8.1f} | value loss {v_loss.item():.3f}",
+                flush=True,
+            )
+            recent_returns = []
+
+    last_eval = evaluate(agent, eval_envs, seed=args.seed + 10_000).mean()
+    writer.add_scalar("eval/episodic_return", last_eval, global_step)
+    print(f"final deterministic eval return {last_eval:.2f} after {global_step:,} steps ({time.time() - start_time:.0f} s)")
+    if args.save_model:
+        model_path = f"runs/{run_name}/{args.exp_name}.pt"
+        save_checkpoint(model_path, args, agent)
+        print(f"model saved to {model_path}; evaluate it with: python {os.path.basename(__file__)} --eval-checkpoint {model_path}")
+
+    envs.close()
+    eval_envs.close()
+    writer.close()

@@ -1,0 +1,642 @@
+# docs and experiment results: README.md
+"""GoRL-PPO: generative online RL (Zhang et al., arXiv 2512.02581) with a PPO latent optimiser, in CleanRL style.
+
+The policy is split in two (paper Sec. 4): a latent Gaussian pi_theta(z|s), trained by PPO exactly as Gaussian PPO
+trains its policy, and a flow-matching decoder g_phi(s, z) that turns z into the pre-squash action x_0; the env
+action is rescale(tanh(x_0)). Training runs in stages: the decoder is frozen while PPO trains the latent policy
+(with a KL pull toward the N(0, I) prior), then refit on fresh rollouts to map the FIXED prior N(0, I) to the
+actions the current policy takes, and the latent policy restarts at N(0, I). Stage 0's decoder is the identity, so
+stage 0 is Gaussian PPO in z. `diff gaussian_ppo.py gorl_ppo.py` shows exactly what GoRL adds.
+"""
+import copy
+import difflib
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # dm_control renders headless; without it it warns about a missing DISPLAY
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.optim as optim
+import tyro
+from torch.distributions.normal import Normal
+from torch.utils.tensorboard import SummaryWriter
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run name)"""
+    seed: int = 1
+    """seed of the experiment: same seed, same machine, same result"""
+    torch_threads: int = 1
+    """CPU threads for torch; one is fastest for these small networks and lets a sweep run one job per core"""
+    save_model: bool = False
+    """save a checkpoint (weights, observation statistics, args) to runs/{run_name}/{exp_name}.pt"""
+    eval_checkpoint: Optional[str] = None
+    """path of a saved checkpoint: evaluate it deterministically for --eval-episodes episodes instead of training"""
+
+    # Algorithm specific arguments
+    env_id: str = "HopperStand"
+    """a DM Control task in the paper's CamelCase form (HopperStand, CheetahRun, BallInCup, ...), a
+    dm_control/<domain>-<task>-v0 id, or any gymnasium id with a Box action space (Pendulum-v1, Hopper-v5)"""
+    total_timesteps: int = 5_000_000
+    """total environment steps of training (about an hour on a 2-core laptop)"""
+    learning_rate: float = 3e-4
+    """the learning rate of the Adam optimizer"""
+    num_envs: int = 32
+    """the number of parallel environments (stepped in one process unless --async-envs)"""
+    async_envs: bool = False
+    """step the environments in subprocesses (gains nothing on 2 cores, helps on a workstation)"""
+    num_steps: int = 64
+    """the number of steps to run in each environment per policy rollout"""
+    anneal_lr: bool = True
+    """anneal the learning rate linearly to zero"""
+    gamma: float = 0.99
+    """the discount factor gamma"""
+    gae_lambda: float = 0.95
+    """the lambda for the general advantage estimation"""
+    num_minibatches: int = 4
+    """the number of mini-batches"""
+    update_epochs: int = 10
+    """the K epochs to update the policy"""
+    norm_adv: bool = True
+    """advantages normalization"""
+    clip_coef: float = 0.2
+    """the surrogate clipping coefficient"""
+    clip_vloss: bool = True
+    """use a clipped loss for the value function, as per the paper"""
+    ent_coef: float = 0.0
+    """coefficient of the entropy bonus"""
+    vf_coef: float = 0.5
+    """coefficient of the value function loss"""
+    max_grad_norm: float = 0.5
+    """the maximum norm for the gradient clipping"""
+    target_kl: Optional[float] = None
+    """the target KL divergence threshold (early stop of the epochs)"""
+    eval_every: int = 100_000
+    """environment steps between deterministic evaluations (mean action)"""
+    eval_episodes: int = 10
+    """episodes per deterministic evaluation (run in parallel envs)"""
+
+    # to be filled in runtime
+    batch_size: int = 0
+    """the batch size (computed in runtime)"""
+    minibatch_size: int = 0
+    """the mini-batch size (computed in runtime)"""
+    num_iterations: int = 0
+    """the number of iterations (computed in runtime)"""
+
+    # GoRL arguments
+    num_stages: int = 4
+    """stages of latent-policy training; the budget splits like the paper's 60M/60M/30M/30M (1/3, 1/3, 1/6, 1/6)"""
+    latent_kl_coef: float = 1e-3
+    """coefficient of KL(pi_theta(.|s) || N(0, I)), which keeps z where the decoder was trained"""
+    flow_steps: int = 10
+    """Euler steps of the decoder's flow from t=1 (x=z) to t=0 (x=pre-squash action)"""
+    decoder_data_steps: int = 100_000
+    """env steps of fresh rollouts collected to refit the decoder at each stage end (counted in the budget)"""
+    decoder_epochs: int = 50
+    """maximum epochs of each decoder refit"""
+    decoder_batch_size: int = 8192
+    """minibatch size of the decoder refit"""
+    decoder_lr: float = 3e-4
+    """learning rate of the decoder refit"""
+    decoder_noise_draws: int = 8
+    """(eps, t) draws per (s, a) pair in the flow-matching loss"""
+    decoder_patience: int = 10
+    """stop a decoder refit after this many epochs without a better validation loss"""
+    reset_critic: bool = False
+    """re-initialise the critic at each stage start, as the paper's code does (kept by default: see README)"""
+
+
+PAPER_TASKS = ("HopperStand", "CheetahRun", "FingerSpin", "FingerTurnHard", "FishSwim", "WalkerWalk", "BallInCup")
+
+
+def dm_control_tasks() -> dict:
+    """Every DM Control suite task under its CamelCase name (hopper/stand -> HopperStand) -> its shimmy id."""
+    from dm_control import suite
+
+    def camel(name):
+        return "".join(part.capitalize() for part in name.split("_"))
+
+    tasks = {camel(domain) + camel(task): f"dm_control/{domain}-{task}-v0" for domain, task in suite.ALL_TASKS}
+    tasks["BallInCup"] = tasks["BallInCupCatch"]  # the paper's name for ball_in_cup/catch
+    return tasks
+
+
+def resolve_env_id(env_id: str) -> str:
+    """The gymnasium id of a paper task name; gymnasium ids (dm_control/*-v0 included) pass through unchanged."""
+    import shimmy  # registers the dm_control/<domain>-<task>-v0 ids
+
+    gym.register_envs(shimmy)
+    tasks = dm_control_tasks()
+    if env_id in tasks:
+        return tasks[env_id]
+    if env_id in gym.registry:
+        return env_id
+    close = difflib.get_close_matches(env_id, list(tasks) + list(gym.registry), n=3)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    raise ValueError(
+        f"unknown env id {env_id!r}; {hint}valid: a DM Control task such as {', '.join(PAPER_TASKS)} (any suite task in "
+        "CamelCase), a dm_control/<domain>-<task>-v0 id, or a registered gymnasium id with a Box action space"
+    )
+
+
+def make_env(env_id: str, seed: int):
+    def thunk():
+        env = gym.make(env_id)
+        if isinstance(env.observation_space, gym.spaces.Dict):  # dm_control observations: a Dict of float64 arrays
+            env = gym.wrappers.FlattenObservation(env)
+        space = env.observation_space
+        if space.dtype != np.float32:  # cast bounds first: a float64 Box cast by gymnasium warns about precision
+            float32_space = gym.spaces.Box(space.low.astype(np.float32), space.high.astype(np.float32), dtype=np.float32)
+            env = gym.wrappers.TransformObservation(env, lambda obs: obs.astype(np.float32), float32_space)
+        env.action_space.seed(seed)
+        return env
+
+    return thunk
+
+
+def make_vector_env(env_id: str, num_envs: int, seed: int, asynchronous: bool = False) -> gym.vector.VectorEnv:
+    """num_envs copies of env_id, checked to have a bounded Box action space, recording raw episode returns."""
+    env_fns = [make_env(env_id, seed + i) for i in range(num_envs)]
+    vector_env_class = gym.vector.AsyncVectorEnv if asynchronous else gym.vector.SyncVectorEnv
+    # SAME_STEP autoreset: an env that finishes is reset within the same step, and its true last observation comes
+    # back in infos["final_obs"], which the critic needs to bootstrap through time-limit truncations.
+    envs = vector_env_class(env_fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    space = envs.single_action_space
+    if not isinstance(space, gym.spaces.Box) or not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
+        envs.close()
+        raise ValueError(
+            f"{env_id} has action space {space}; these scripts need a continuous gymnasium.spaces.Box action space "
+            "with finite bounds (e.g. HopperStand, Pendulum-v1, Hopper-v5)"
+        )
+    return gym.wrappers.vector.RecordEpisodeStatistics(envs)
+
+
+def squash_to_bounds(z: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Env action rescale(tanh(z)): maps the pre-squash action onto [low, high], which need not be symmetric."""
+    return low + 0.5 * (np.tanh(z) + 1.0) * (high - low)
+
+
+class RunningMeanStd(nn.Module):
+    """Running mean and variance of observations, kept as buffers so that they are saved with the model."""
+
+    def __init__(self, shape: int, clip: float = 10.0):
+        super().__init__()
+        self.clip = clip
+        self.register_buffer("mean", torch.zeros(shape))
+        self.register_buffer("var", torch.ones(shape))
+        self.register_buffer("count", torch.tensor(1e-4, dtype=torch.float64))
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor):
+        """Merge the statistics of a batch (parallel algorithm of Chan et al.)."""
+        batch_mean, batch_var, batch_count = x.mean(0), x.var(0, unbiased=False), x.shape[0]
+        delta = batch_mean - self.mean
+        total = self.count + batch_count
+        self.mean += delta * (batch_count / total).float()
+        m2 = self.var * self.count.float() + batch_var * batch_count + delta**2 * (self.count * batch_count / total).float()
+        self.var.copy_(m2 / total.float())
+        self.count.copy_(total)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.clamp((x - self.mean) / torch.sqrt(self.var + 1e-8), -self.clip, self.clip)
+
+
+def layer_init(layer, std=np.sqrt(2), bias_const=0.0):
+    torch.nn.init.orthogonal_(layer.weight, std)
+    torch.nn.init.constant_(layer.bias, bias_const)
+    return layer
+
+
+def prior_kl(mean: torch.Tensor, logstd: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean, exp(logstd)^2) || N(0, I)), summed over dimensions: 0.5 (mu^2 + sigma^2 - 1) - log sigma."""
+    return (0.5 * (mean**2 + torch.exp(2 * logstd) - 1) - logstd).sum(-1)
+
+
+def stage_fractions(num_stages: int) -> np.ndarray:
+    """Budget share of each stage: the first half of the stages weigh twice the rest (paper: 60M/60M/30M/30M)."""
+    weights = np.array([2.0 if stage < num_stages // 2 else 1.0 for stage in range(num_stages)])
+    return weights / weights.sum()
+
+
+class FlowDecoder(nn.Module):
+    """Conditional flow-matching decoder g_phi(s, z) (paper Sec. 4.2): a velocity field v(s, x_t, t) integrated
+    from t=1, where x = z, to t=0, where x is the pre-squash action. It keeps its own observation statistics,
+    frozen at each refit, so that PPO's changing statistics never move the decoder."""
+
+    def __init__(self, obs_dim: int, action_dim: int, flow_steps: int, hidden: int = 64, time_dim: int = 8):
+        super().__init__()
+        self.flow_steps = flow_steps
+        self.obs_rms = RunningMeanStd(obs_dim)
+        self.register_buffer("frequencies", 2.0 ** torch.arange(time_dim // 2) * torch.pi)
+        layers, width = [], obs_dim + action_dim + time_dim
+        for _ in range(4):
+            layers += [nn.Linear(width, hidden), nn.SiLU()]
+            width = hidden
+        self.velocity = nn.Sequential(*layers, nn.Linear(hidden, action_dim))
+        # a zero output layer makes v = 0, so Euler steps leave x unchanged: stage 0's decoder is exactly a = z
+        nn.init.zeros_(self.velocity[-1].weight)
+        nn.init.zeros_(self.velocity[-1].bias)
+
+    def velocity_at(self, obs_normalized: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        angles = t * self.frequencies  # sinusoidal embedding of t, shape (batch, time_dim)
+        return self.velocity(torch.cat([obs_normalized, x, torch.sin(angles), torch.cos(angles)], -1))
+
+    def forward(self, obs: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        obs_normalized, x, dt = self.obs_rms(obs), z, 1.0 / self.flow_steps
+        for k in range(self.flow_steps):
+            x = x - dt * self.velocity_at(obs_normalized, x, torch.full_like(x[:, :1], 1.0 - k * dt))
+        return x
+
+    def flow_matching_loss(self, obs, actions, eps, t) -> torch.Tensor:
+        """Conditional flow matching with the fixed prior: x_t = t eps + (1 - t) a, target velocity eps - a."""
+        x_t = t * eps + (1 - t) * actions
+        return ((self.velocity_at(self.obs_rms(obs), x_t, t) - (eps - actions)) ** 2).mean()
+
+
+def fit_decoder(decoder, obs, actions, epochs, batch_size, lr, noise_draws, patience, val_fraction=0.1):
+    """Refit the decoder on (s, pre-squash action) pairs, noise from the fixed N(0, I) prior (never the latent
+    policy's own z: the paper's Fig. 4a shows that collapses). Keeps the best-validation weights;
+    returns (last train loss, best validation loss)."""
+    decoder.obs_rms.mean.copy_(obs.mean(0))
+    decoder.obs_rms.var.copy_(obs.var(0, unbiased=False))
+    perm = torch.randperm(len(obs))
+    num_val = max(1, int(len(obs) * val_fraction))
+    val, train = perm[:num_val], perm[num_val:].repeat(noise_draws)
+    val_eps, val_t = torch.randn_like(actions[val]), torch.rand(num_val, 1)  # fixed draws: comparable val losses
+    optimizer = optim.Adam(decoder.velocity.parameters(), lr=lr)
+    best_val, best_state, epochs_since_best = float("inf"), copy.deepcopy(decoder.state_dict()), 0
+    for epoch in range(epochs):
+        for idx in train[torch.randperm(len(train))].split(batch_size):
+            loss = decoder.flow_matching_loss(obs[idx], actions[idx], torch.randn_like(actions[idx]), torch.rand(len(idx), 1))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            val_loss = decoder.flow_matching_loss(obs[val], actions[val], val_eps, val_t).item()
+        if not np.isfinite(val_loss):
+            raise FloatingPointError(f"decoder refit diverged (validation loss {val_loss}) at epoch {epoch}")
+        if val_loss < best_val:
+            best_val, best_state, epochs_since_best = val_loss, copy.deepcopy(decoder.state_dict()), 0
+        else:
+            epochs_since_best += 1
+            if epochs_since_best >= patience:
+                break
+    decoder.load_state_dict(best_state)
+    return loss.item(), best_val
+
+
+class Agent(nn.Module):
+    def __init__(self, obs_dim: int, action_dim: int):
+        super().__init__()
+        self.obs_rms = RunningMeanStd(obs_dim)
+        self.critic = nn.Sequential(
+            layer_init(nn.Linear(obs_dim, 64)),
+            nn.Tanh(),
+            layer_init(nn.Linear(64, 64)),
+            nn.Tanh(),
+            layer_init(nn.Linear(64, 1), std=1.0),
+        )
+        self.actor_mean = nn.Sequential(
+            layer_init(nn.Linear(obs_dim, 64)),
+            nn.Tanh(),
+            layer_init(nn.Linear(64, 64)),
+            nn.Tanh(),
+            layer_init(nn.Linear(64, action_dim), std=0.01),
+        )
+        self.actor_logstd = nn.Parameter(torch.zeros(1, action_dim))
+
+    def reset_to_prior(self):
+        """Make pi_theta(z|s) exactly N(0, I) for every s, so the composed policy starts the stage as the decoder's fit."""
+        nn.init.zeros_(self.actor_mean[-1].weight)
+        nn.init.zeros_(self.actor_mean[-1].bias)
+        nn.init.zeros_(self.actor_logstd)
+
+    def get_value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.critic(self.obs_rms(obs))
+
+    def get_mean(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.actor_mean(self.obs_rms(obs))
+
+    def get_action_and_value(self, obs: torch.Tensor, z: Optional[torch.Tensor] = None):
+        x = self.obs_rms(obs)
+        mean = self.actor_mean(x)
+        probs = Normal(mean, self.actor_logstd.expand_as(mean).exp())
+        if z is None:
+            z = probs.sample()
+        kl = prior_kl(mean, self.actor_logstd.expand_as(mean))
+        return z, probs.log_prob(z).sum(1), probs.entropy().sum(1), self.critic(x), kl
+
+
+def compute_gae(rewards, values, episode_ends, next_value, gamma: float, gae_lambda: float) -> torch.Tensor:
+    """Generalised advantage estimates of a (num_steps, num_envs) rollout.
+
+    episode_ends[t] is 1 where the episode ended at step t; a truncated step's reward already holds
+    gamma * V(final observation), so only the bootstrap from the NEXT episode's first state is cut.
+    """
+    advantages = torch.zeros_like(rewards)
+    lastgaelam = 0.0
+    for t in reversed(range(rewards.shape[0])):
+        nextvalues = next_value if t == rewards.shape[0] - 1 else values[t + 1]
+        nonterminal = 1.0 - episode_ends[t]
+        delta = rewards[t] + gamma * nextvalues * nonterminal - values[t]
+        advantages[t] = lastgaelam = delta + gamma * gae_lambda * nonterminal * lastgaelam
+    return advantages
+
+
+def log_episodes(writer: SummaryWriter, infos: dict, global_step: int) -> list:
+    """Log the raw return and length of every episode that ended in this vector step; returns the returns."""
+    if "episode" not in infos:
+        return []
+    finished = np.flatnonzero(infos["_episode"])
+    for i in finished:
+        writer.add_scalar("charts/episodic_return", infos["episode"]["r"][i], global_step)
+        writer.add_scalar("charts/episodic_length", infos["episode"]["l"][i], global_step)
+    return [float(infos["episode"]["r"][i]) for i in finished]
+
+
+@torch.no_grad()
+def evaluate(agent: Agent, decoder: FlowDecoder, envs: gym.vector.VectorEnv, seed: int) -> np.ndarray:
+    """Deterministic evaluation (z = latent mean, deterministic flow): the return of the first episode of each env."""
+    low, high = envs.single_action_space.low, envs.single_action_space.high
+    obs, _ = envs.reset(seed=seed)
+    returns = np.zeros(envs.num_envs)
+    running = np.ones(envs.num_envs, dtype=bool)
+    while running.any():
+        obs_tensor = torch.from_numpy(obs)
+        action = decoder(obs_tensor, agent.get_mean(obs_tensor))
+        obs, reward, terminations, truncations, _ = envs.step(squash_to_bounds(action.numpy(), low, high))
+        returns += reward * running
+        running &= ~(terminations | truncations)
+    return returns
+
+
+def save_checkpoint(path: str, args: Args, agent: Agent, decoder: FlowDecoder):
+    """Everything needed to act again: args (env id, architecture), weights and observation statistics."""
+    torch.save({"args": vars(args), "agent": agent.state_dict(), "decoder": decoder.state_dict()}, path)
+
+
+def load_checkpoint(path: str, num_episodes: int):
+    """Returns (args, agent, decoder, envs): the saved run's args, its networks, and num_episodes envs to evaluate on."""
+    checkpoint = torch.load(path, weights_only=False)
+    saved_args = Args(**checkpoint["args"])
+    envs = make_vector_env(resolve_env_id(saved_args.env_id), num_episodes, saved_args.seed + 10_000)
+    agent = Agent(envs.single_observation_space.shape[0], envs.single_action_space.shape[0])
+    agent.load_state_dict(checkpoint["agent"])
+    decoder = FlowDecoder(envs.single_observation_space.shape[0], envs.single_action_space.shape[0], saved_args.flow_steps)
+    decoder.load_state_dict(checkpoint["decoder"])
+    return saved_args, agent, decoder, envs
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    try:
+        if args.eval_checkpoint:
+            saved_args, agent, decoder, eval_envs = load_checkpoint(args.eval_checkpoint, args.eval_episodes)
+            returns = evaluate(agent, decoder, eval_envs, seed=saved_args.seed + 10_000)
+            print(f"{saved_args.env_id}: deterministic return {returns.mean():.2f} +- {returns.std():.2f} over {len(returns)} episodes")
+            sys.exit(0)
+        gym_id = resolve_env_id(args.env_id)
+        args.batch_size = int(args.num_envs * args.num_steps)
+        args.minibatch_size = int(args.batch_size // args.num_minibatches)
+        # each stage's PPO iterations; the decoder data of every stage but the last comes out of the stage's budget
+        stage_budgets = (args.total_timesteps * stage_fractions(args.num_stages)).astype(int)
+        stage_budgets[:-1] -= args.decoder_data_steps // args.num_envs * args.num_envs
+        stage_iterations = stage_budgets // args.batch_size
+        args.num_iterations = int(stage_iterations.sum())
+        if stage_iterations.min() < 1 or args.minibatch_size < 1:
+            raise ValueError(
+                f"--total-timesteps {args.total_timesteps} leaves a stage less than one rollout batch (--num-envs x --num-steps"
+                f" = {args.batch_size}) after {args.decoder_data_steps} --decoder-data-steps per refit across "
+                f"{args.num_stages} --num-stages, or --num-minibatches {args.num_minibatches} exceeds the batch"
+            )
+        envs = make_vector_env(gym_id, args.num_envs, args.seed, args.async_envs)
+        eval_envs = make_vector_env(gym_id, args.eval_episodes, args.seed + 10_000)
+    except (ValueError, FileNotFoundError) as err:
+        sys.exit(f"error: {err}")
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    writer = SummaryWriter(f"runs/{run_name}")
+    writer.add_text(
+        "hyperparameters",
+        "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])),
+    )
+
+    # TRY NOT TO MODIFY: seeding
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.torch_threads)
+    torch.use_deterministic_algorithms(True)
+
+    # rewards are scaled by a running estimate of the discounted return's std, as in CleanRL; the episode
+    # statistics recorded inside stay raw
+    envs = gym.wrappers.vector.NormalizeReward(envs, gamma=args.gamma)
+    obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
+    action_low, action_high = envs.single_action_space.low, envs.single_action_space.high
+
+    agent = Agent(obs_dim, action_dim)
+    optimizer = optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
+    with torch.random.fork_rng():  # the decoder's init leaves the RNG stream as in Gaussian PPO: stage 0 is identical
+        decoder = FlowDecoder(obs_dim, action_dim, args.flow_steps)
+    stage, stage_start_iteration, stage_ends = 0, 0, np.cumsum(stage_iterations)
+
+    # ALGO Logic: Storage setup
+    obs = torch.zeros((args.num_steps, args.num_envs, obs_dim))
+    zs = torch.zeros((args.num_steps, args.num_envs, action_dim))
+    logprobs = torch.zeros((args.num_steps, args.num_envs))
+    rewards = torch.zeros((args.num_steps, args.num_envs))
+    episode_ends = torch.zeros((args.num_steps, args.num_envs))
+    values = torch.zeros((args.num_steps, args.num_envs))
+
+    # TRY NOT TO MODIFY: start the game
+    global_step = 0
+    next_eval = 0
+    last_eval = float("nan")
+    recent_returns = []
+    start_time = last_print = time.time()
+    next_obs, _ = envs.reset(seed=args.seed)
+
+    for iteration in range(1, args.num_iterations + 1):
+        if global_step >= next_eval:
+            eval_start = time.time()
+            last_eval = evaluate(agent, decoder, eval_envs, seed=args.seed + 10_000).mean()
+            writer.add_scalar("eval/episodic_return", last_eval, global_step)
+            next_eval += args.eval_every
+            start_time += time.time() - eval_start  # SPS measures training only
+
+        # Annealing the rate if instructed to do so.
+        if args.anneal_lr:
+            frac = 1.0 - (iteration - 1.0 - stage_start_iteration) / stage_iterations[stage]
+            optimizer.param_groups[0]["lr"] = frac * args.learning_rate
+
+        for step in range(args.num_steps):
+            global_step += args.num_envs
+            obs[step] = torch.from_numpy(next_obs)
+
+            # ALGO LOGIC: action logic
+            with torch.no_grad():
+                z, logprob, _, value, _ = agent.get_action_and_value(obs[step])
+                action = decoder(obs[step], z)
+            zs[step] = z
+            logprobs[step] = logprob
+            values[step] = value.flatten()
+
+            # TRY NOT TO MODIFY: execute the game and log data.
+            next_obs, reward, terminations, truncations, infos = envs.step(squash_to_bounds(action.numpy(), action_low, action_high))
+            truncated_only = truncations & ~terminations
+            if truncated_only.any():  # a time limit is not a terminal state: bootstrap from the true last observation
+                final_obs = torch.from_numpy(np.stack(infos["final_obs"][truncated_only]))
+                with torch.no_grad():
+                    reward[truncated_only] += args.gamma * agent.get_value(final_obs).flatten().numpy()
+            rewards[step] = torch.from_numpy(reward)
+            episode_ends[step] = torch.from_numpy(terminations | truncations)
+            recent_returns += log_episodes(writer, infos, global_step)
+
+        # bootstrap value if not done
+        with torch.no_grad():
+            next_value = agent.get_value(torch.from_numpy(next_obs)).flatten()
+        advantages = compute_gae(rewards, values, episode_ends, next_value, args.gamma, args.gae_lambda)
+        returns = advantages + values
+
+        # flatten the batch
+        b_obs = obs.reshape((-1, obs_dim))
+        b_logprobs = logprobs.reshape(-1)
+        b_zs = zs.reshape((-1, action_dim))
+        b_advantages = advantages.reshape(-1)
+        b_returns = returns.reshape(-1)
+        b_values = values.reshape(-1)
+
+        # Optimizing the policy and value network
+        clipfracs = []
+        for epoch in range(args.update_epochs):
+            b_inds = torch.randperm(args.batch_size)
+            for start in range(0, args.batch_size, args.minibatch_size):
+                mb_inds = b_inds[start : start + args.minibatch_size]
+
+                _, newlogprob, entropy, newvalue, kl = agent.get_action_and_value(b_obs[mb_inds], b_zs[mb_inds])
+                logratio = newlogprob - b_logprobs[mb_inds]
+                ratio = logratio.exp()
+
+                with torch.no_grad():
+                    # calculate approx_kl http://joschu.net/blog/kl-approx.html
+                    old_approx_kl = (-logratio).mean()
+                    approx_kl = ((ratio - 1) - logratio).mean()
+                    clipfracs += [((ratio - 1.0).abs() > args.clip_coef).float().mean().item()]
+
+                mb_advantages = b_advantages[mb_inds]
+                if args.norm_adv:
+                    mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
+
+                # Policy loss
+                pg_loss1 = -mb_advantages * ratio
+                pg_loss2 = -mb_advantages * torch.clamp(ratio, 1 - args.clip_coef, 1 + args.clip_coef)
+                pg_loss = torch.max(pg_loss1, pg_loss2).mean()
+
+                # Value loss
+                newvalue = newvalue.view(-1)
+                if args.clip_vloss:
+                    v_loss_unclipped = (newvalue - b_returns[mb_inds]) ** 2
+                    v_clipped = b_values[mb_inds] + torch.clamp(
+                        newvalue - b_values[mb_inds],
+                        -args.clip_coef,
+                        args.clip_coef,
+                    )
+                    v_loss_clipped = (v_clipped - b_returns[mb_inds]) ** 2
+                    v_loss_max = torch.max(v_loss_unclipped, v_loss_clipped)
+                    v_loss = 0.5 * v_loss_max.mean()
+                else:
+                    v_loss = 0.5 * ((newvalue - b_returns[mb_inds]) ** 2).mean()
+
+                entropy_loss = entropy.mean()
+                kl_loss = kl.mean()  # pull toward the prior the decoder was trained on
+                loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef + args.latent_kl_coef * kl_loss
+
+                optimizer.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
+                optimizer.step()
+
+            if args.target_kl is not None and approx_kl > args.target_kl:
+                break
+
+        if not torch.isfinite(loss):
+            sys.exit(f"error: non-finite loss ({loss.item()}) at step {global_step}; stopping before the run writes garbage")
+        # the policy acts with the statistics it was trained with; new observations enter after the update
+        agent.obs_rms.update(b_obs)
+
+        y_pred, y_true = b_values.numpy(), b_returns.numpy()
+        var_y = np.var(y_true)
+        explained_var = np.nan if var_y == 0 else 1 - np.var(y_true - y_pred) / var_y
+
+        # TRY NOT TO MODIFY: record rewards for plotting purposes
+        sps = int(global_step / (time.time() - start_time))
+        writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
+        writer.add_scalar("losses/value_loss", v_loss.item(), global_step)
+        writer.add_scalar("losses/policy_loss", pg_loss.item(), global_step)
+        writer.add_scalar("losses/entropy", entropy_loss.item(), global_step)
+        writer.add_scalar("losses/old_approx_kl", old_approx_kl.item(), global_step)
+        writer.add_scalar("losses/approx_kl", approx_kl.item(), global_step)
+        writer.add_scalar("losses/clipfrac", np.mean(clipfracs), global_step)
+        writer.add_scalar("losses/explained_variance", explained_var, global_step)
+        writer.add_scalar("losses/latent_kl", kl_loss.item(), global_step)
+        writer.add_scalar("charts/stage", stage, global_step)
+        writer.add_scalar("charts/SPS", sps, global_step)
+        if time.time() - last_print > 5 or iteration == args.num_iterations:
+            last_print = time.time()
+            recent = f"{np.mean(recent_returns):8.1f}" if recent_returns else "     n/a"
+            print(
+                f"step {global_step:>10,}/{args.total_timesteps:,} | stage {stage} | SPS {sps:5d} | episodic return {recent} | "
+                f"eval {last_eval:8.1f} | value loss {v_loss.item():.3f}",
+                flush=True,
+            )
+            recent_returns = []
+
+        if iteration in stage_ends[:-1]:
+            # Decoder refinement (paper Sec. 4.2): fresh rollouts of the current composed policy, counted in the budget
+            refit_start = time.time()
+            data_obs, data_actions = [], []
+            for _ in range(args.decoder_data_steps // args.num_envs):
+                global_step += args.num_envs
+                obs_tensor = torch.from_numpy(next_obs)
+                with torch.no_grad():
+                    action = decoder(obs_tensor, agent.get_action_and_value(obs_tensor)[0])
+                data_obs.append(obs_tensor)
+                data_actions.append(action)
+                next_obs, _, _, _, infos = envs.step(squash_to_bounds(action.numpy(), action_low, action_high))
+                recent_returns += log_episodes(writer, infos, global_step)
+            # targets are pre-squash actions, clipped as in the paper's code: tanh(3) is already 0.995 of the bound
+            train_loss, val_loss = fit_decoder(
+                decoder, torch.cat(data_obs), torch.cat(data_actions).clamp(-3.0, 3.0), args.decoder_epochs,
+                args.decoder_batch_size, args.decoder_lr, args.decoder_noise_draws, args.decoder_patience,
+            )
+            writer.add_scalar("losses/decoder_train", train_loss, global_step)
+            writer.add_scalar("losses/decoder_val", val_loss, global_step)
+            print(f"stage {stage} done: decoder refit on {len(data_obs) * args.num_envs:,} (s, a) pairs, "
+                  f"train loss {train_loss:.4f}, val loss {val_loss:.4f} ({time.time() - refit_start:.0f} s)", flush=True)
+            # the next stage starts from pi_theta = N(0, I): the composed policy is the distribution just learned
+            agent.reset_to_prior()
+            if args.reset_critic:
+                agent.critic = Agent(obs_dim, action_dim).critic
+            optimizer = optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
+            stage, stage_start_iteration = stage + 1, iteration
+
+    last_eval = evaluate(agent, decoder, eval_envs, seed=args.seed + 10_000).mean()
+    writer.add_scalar("eval/episodic_return", last_eval, global_step)
+    print(f"final deterministic eval return {last_eval:.2f} after {global_step:,} steps ({time.time() - start_time:.0f} s)")
+    if args.save_model:
+        model_path = f"runs/{run_name}/{args.exp_name}.pt"
+        save_checkpoint(model_path, args, agent, decoder)
+        print(f"model saved to {model_path}; evaluate it with: python {os.path.basename(__file__)} --eval-checkpoint {model_path}")
+
+    envs.close()
+    eval_envs.close()
+    writer.close()

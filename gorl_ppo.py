@@ -100,8 +100,8 @@ class Args:
     """coefficient of KL(pi_theta(.|s) || N(0, I)), which keeps z where the decoder was trained"""
     flow_steps: int = 10
     """Euler steps of the decoder's flow from t=1 (x=z) to t=0 (x=pre-squash action)"""
-    decoder_data_steps: int = 100_000
-    """env steps of fresh rollouts collected to refit the decoder at each stage end (counted in the budget)"""
+    decoder_data_fraction: float = 0.01
+    """share of --total-timesteps spent on fresh rollouts to refit the decoder at each stage end (counted in the budget)"""
     decoder_epochs: int = 50
     """maximum epochs of each decoder refit"""
     decoder_batch_size: int = 8192
@@ -252,6 +252,8 @@ class FlowDecoder(nn.Module):
         return self.velocity(torch.cat([obs_normalized, x, torch.sin(angles), torch.cos(angles)], -1))
 
     def forward(self, obs: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        if not (self.velocity[-1].weight.any() or self.velocity[-1].bias.any()):
+            return z  # zero velocity field (stage 0): integrating it is the identity, so skip the Euler steps
         obs_normalized, x, dt = self.obs_rms(obs), z, 1.0 / self.flow_steps
         for k in range(self.flow_steps):
             x = x - dt * self.velocity_at(obs_normalized, x, torch.full_like(x[:, :1], 1.0 - k * dt))
@@ -409,14 +411,15 @@ if __name__ == "__main__":
         args.batch_size = int(args.num_envs * args.num_steps)
         args.minibatch_size = int(args.batch_size // args.num_minibatches)
         # each stage's PPO iterations; the decoder data of every stage but the last comes out of the stage's budget
+        decoder_data_steps = max(1, int(args.decoder_data_fraction * args.total_timesteps) // args.num_envs) * args.num_envs
         stage_budgets = (args.total_timesteps * stage_fractions(args.num_stages)).astype(int)
-        stage_budgets[:-1] -= args.decoder_data_steps // args.num_envs * args.num_envs
+        stage_budgets[:-1] -= decoder_data_steps
         stage_iterations = stage_budgets // args.batch_size
         args.num_iterations = int(stage_iterations.sum())
         if stage_iterations.min() < 1 or args.minibatch_size < 1:
             raise ValueError(
                 f"--total-timesteps {args.total_timesteps} leaves a stage less than one rollout batch (--num-envs x --num-steps"
-                f" = {args.batch_size}) after {args.decoder_data_steps} --decoder-data-steps per refit across "
+                f" = {args.batch_size}) after {decoder_data_steps} decoder-data steps per refit across "
                 f"{args.num_stages} --num-stages, or --num-minibatches {args.num_minibatches} exceeds the batch"
             )
         envs = make_vector_env(gym_id, args.num_envs, args.seed, args.async_envs)
@@ -604,7 +607,7 @@ if __name__ == "__main__":
             # Decoder refinement (paper Sec. 4.2): fresh rollouts of the current composed policy, counted in the budget
             refit_start = time.time()
             data_obs, data_actions = [], []
-            for _ in range(args.decoder_data_steps // args.num_envs):
+            for _ in range(decoder_data_steps // args.num_envs):
                 global_step += args.num_envs
                 obs_tensor = torch.from_numpy(next_obs)
                 with torch.no_grad():

@@ -1,0 +1,238 @@
+"""Tests of gaussian_ppo.py and gorl_ppo.py: their building blocks, their CLI, and short real runs."""
+import glob
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import gaussian_ppo
+import gorl_ppo
+from benchmark.events import read_scalars
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# small, fast settings for end-to-end runs; Pendulum-v1 learns in ~100k steps with these
+FAST_PPO = ["--num-envs", "8", "--num-steps", "128", "--learning-rate", "1e-3", "--eval-episodes", "4"]
+
+
+def run_script(script, *flags, cwd):
+    """Run a training script as a user would; returns the completed process (runs/ lands in cwd)."""
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, script), *flags], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
+
+
+def only_run_dir(cwd):
+    (run_dir,) = glob.glob(os.path.join(cwd, "runs", "*"))
+    return run_dir
+
+
+def values(scalars, tag):
+    return [value for _, value in scalars[tag]]
+
+
+# ---------------------------------------------------------------- decoder
+
+
+def test_identity_decoder_returns_z_exactly():
+    torch.manual_seed(0)
+    decoder = gorl_ppo.FlowDecoder(obs_dim=5, action_dim=3, flow_steps=10)
+    obs, z = torch.randn(64, 5) * 3, torch.randn(64, 3) * 2
+    assert torch.equal(decoder(obs, z), z)
+
+
+def test_decoder_learns_a_bimodal_conditional_distribution_that_a_gaussian_cannot():
+    torch.manual_seed(0)
+    # a = 0.3 s_0 +- 0.6: two modes whose position depends on the state
+    obs = torch.rand(4000, 2) * 2 - 1
+    signs = torch.randint(0, 2, (4000, 1)).float() * 2 - 1
+    actions = 0.3 * obs[:, :1] + 0.6 * signs + 0.02 * torch.randn(4000, 1)
+    decoder = gorl_ppo.FlowDecoder(obs_dim=2, action_dim=1, flow_steps=10)
+    _, val_loss = gorl_ppo.fit_decoder(
+        decoder, obs, actions, epochs=60, batch_size=1024, lr=3e-3, noise_draws=8, patience=60
+    )
+    assert np.isfinite(val_loss)
+
+    state = torch.tensor([[0.5, -0.2]])
+    with torch.no_grad():
+        samples = decoder(state.expand(5000, 2), torch.randn(5000, 1)).squeeze(1)
+    centre = 0.3 * 0.5
+    near_low = ((samples - (centre - 0.6)).abs() < 0.2).float().mean().item()
+    near_high = ((samples - (centre + 0.6)).abs() < 0.2).float().mean().item()
+    between = ((samples - centre).abs() < 0.3).float().mean().item()
+    assert near_low > 0.3 and near_high > 0.3, (near_low, near_high)
+    assert between < 0.1, between
+
+    # the best single Gaussian (moment matched at this state) puts far more mass between the modes
+    gaussian = torch.distributions.Normal(centre, 0.6)
+    gaussian_between = (gaussian.cdf(torch.tensor(centre + 0.3)) - gaussian.cdf(torch.tensor(centre - 0.3))).item()
+    assert gaussian_between > 0.3 > between
+
+
+# ---------------------------------------------------------------- PPO pieces
+
+
+def test_prior_kl_matches_torch_distributions():
+    mean, logstd = torch.randn(16, 4), torch.randn(16, 4) * 0.5
+    expected = torch.distributions.kl_divergence(
+        torch.distributions.Normal(mean, logstd.exp()), torch.distributions.Normal(0.0, 1.0)
+    ).sum(-1)
+    torch.testing.assert_close(gorl_ppo.prior_kl(mean, logstd), expected)
+
+
+def test_reset_to_prior_gives_exactly_standard_normal():
+    agent = gorl_ppo.Agent(obs_dim=6, action_dim=3)
+    agent.obs_rms.update(torch.randn(100, 6) * 5 + 2)
+    agent.reset_to_prior()
+    obs = torch.randn(32, 6) * 4
+    _, _, entropy, _, kl = agent.get_action_and_value(obs)
+    assert torch.equal(agent.get_mean(obs), torch.zeros(32, 3))
+    assert torch.equal(kl, torch.zeros(32))
+    torch.testing.assert_close(entropy, torch.full((32,), 3 * 0.5 * np.log(2 * np.pi * np.e)))
+
+
+def reference_gae(rewards, values, ends, next_value, gamma, lam):
+    """Plain per-env loop: sum over future TD errors, cut at episode ends."""
+    steps, envs = rewards.shape
+    advantages = np.zeros((steps, envs))
+    for env in range(envs):
+        for t in range(steps):
+            total, discount = 0.0, 1.0
+            for k in range(t, steps):
+                following = next_value[env] if k == steps - 1 else values[k + 1, env]
+                delta = rewards[k, env] + gamma * following * (1 - ends[k, env]) - values[k, env]
+                total += discount * delta
+                if ends[k, env]:
+                    break
+                discount *= gamma * lam
+            advantages[t, env] = total
+    return advantages
+
+
+@pytest.mark.parametrize("module", [gaussian_ppo, gorl_ppo])
+def test_gae_matches_reference_loop(module):
+    rng = np.random.default_rng(0)
+    rewards, values = rng.normal(size=(12, 3)), rng.normal(size=(12, 3))
+    ends = (rng.random((12, 3)) < 0.2).astype(np.float64)
+    next_value = rng.normal(size=3)
+    got = module.compute_gae(*(torch.tensor(x) for x in (rewards, values, ends, next_value)), 0.97, 0.9)
+    np.testing.assert_allclose(got.numpy(), reference_gae(rewards, values, ends, next_value, 0.97, 0.9), atol=1e-10)
+
+
+def test_running_mean_std_matches_numpy_over_batches():
+    data = np.random.default_rng(0).normal(3.0, 2.0, size=(1000, 4)).astype(np.float32)
+    rms = gaussian_ppo.RunningMeanStd(4)
+    for chunk in np.array_split(data, 7):  # unequal batches
+        rms.update(torch.from_numpy(chunk))
+    np.testing.assert_allclose(rms.mean.numpy(), data.mean(0), rtol=1e-4)
+    np.testing.assert_allclose(rms.var.numpy(), data.var(0), rtol=1e-3)
+
+
+def test_actions_rescale_to_asymmetric_bounds():
+    envs = gaussian_ppo.make_vector_env(gaussian_ppo.resolve_env_id("QuadrupedRun"), 1, 0)
+    low, high = envs.single_action_space.low, envs.single_action_space.high
+    envs.close()
+    assert not np.allclose(low, -high)  # quadruped's bounds really are asymmetric
+    np.testing.assert_allclose(gaussian_ppo.squash_to_bounds(np.full(low.shape, -50.0), low, high), low)
+    np.testing.assert_allclose(gaussian_ppo.squash_to_bounds(np.full(low.shape, 50.0), low, high), high)
+    np.testing.assert_allclose(gaussian_ppo.squash_to_bounds(np.zeros(low.shape), low, high), (low + high) / 2)
+    inside = gaussian_ppo.squash_to_bounds(np.random.default_rng(0).normal(size=(100, *low.shape)) * 3, low, high)
+    assert np.all(inside >= low) and np.all(inside <= high)
+
+
+# ---------------------------------------------------------------- environments and errors
+
+
+def test_env_ids_resolve():
+    assert gaussian_ppo.resolve_env_id("HopperStand") == "dm_control/hopper-stand-v0"
+    assert gaussian_ppo.resolve_env_id("BallInCup") == "dm_control/ball_in_cup-catch-v0"
+    assert gaussian_ppo.resolve_env_id("FingerTurnHard") == "dm_control/finger-turn_hard-v0"
+    assert gaussian_ppo.resolve_env_id("dm_control/walker-walk-v0") == "dm_control/walker-walk-v0"
+    assert gaussian_ppo.resolve_env_id("Pendulum-v1") == "Pendulum-v1"
+    with pytest.raises(ValueError, match="did you mean HopperStand"):
+        gaussian_ppo.resolve_env_id("HopperStnd")
+
+
+def test_dm_control_observations_are_flat_float32():
+    envs = gaussian_ppo.make_vector_env(gaussian_ppo.resolve_env_id("HopperStand"), 2, 0)
+    obs, _ = envs.reset(seed=0)
+    envs.close()
+    assert obs.shape == (2, 15) and obs.dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--env-id", "NoSuchTask"], "error: unknown env id 'NoSuchTask'"),
+        (["--env-id", "CartPole-v1"], "error: CartPole-v1 has action space Discrete(2)"),
+        (["--env-id", "Pendulum-v1", "--total-timesteps", "100"], "error: --total-timesteps 100 leaves a stage"),
+    ],
+)
+def test_bad_input_stops_with_one_line(flags, message, tmp_path):
+    result = run_script("gorl_ppo.py", *flags, cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith(message), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+# ---------------------------------------------------------------- end-to-end runs
+
+
+def test_gorl_with_identity_decoder_is_gaussian_ppo(tmp_path):
+    """One stage, no KL: GoRL's decoder stays the identity, so the run must be Gaussian PPO's, number for number."""
+    flags = ["--env-id", "Pendulum-v1", "--total-timesteps", "6144", "--eval-every", "2048", "--save-model", *FAST_PPO]
+    runs = {}
+    for script, extra in [("gaussian_ppo.py", []), ("gorl_ppo.py", ["--num-stages", "1", "--latent-kl-coef", "0"])]:
+        cwd = tmp_path / script
+        cwd.mkdir()
+        assert run_script(script, *flags, *extra, cwd=cwd).returncode == 0
+        run_dir = only_run_dir(cwd)
+        runs[script] = (read_scalars(run_dir), torch.load(glob.glob(os.path.join(run_dir, "*.pt"))[0], weights_only=False))
+    (gaussian_scalars, gaussian_ckpt), (gorl_scalars, gorl_ckpt) = runs["gaussian_ppo.py"], runs["gorl_ppo.py"]
+    for tag in ["charts/episodic_return", "eval/episodic_return", "losses/value_loss", "losses/policy_loss"]:
+        assert gaussian_scalars[tag] == gorl_scalars[tag], tag
+    assert len(gaussian_scalars["charts/episodic_return"]) >= 8
+    for name, tensor in gaussian_ckpt["agent"].items():
+        assert torch.equal(tensor, gorl_ckpt["agent"][name]), name
+
+
+def test_gorl_ppo_runs_two_stages_on_dm_control_and_reloads(tmp_path):
+    flags = ["--env-id", "CartpoleBalance", "--total-timesteps", "12000", "--num-stages", "2", "--eval-every", "4000"]
+    flags += ["--decoder-epochs", "3", "--save-model", *FAST_PPO]
+    result = run_script("gorl_ppo.py", *flags, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "stage 0 done: decoder refit" in result.stdout
+    scalars = read_scalars(only_run_dir(tmp_path))
+    assert len(scalars["eval/episodic_return"]) >= 3
+    assert values(scalars, "charts/stage")[0] == 0 and values(scalars, "charts/stage")[-1] == 1
+    assert np.isfinite(values(scalars, "losses/decoder_val")).all()
+    final_step, final_eval = scalars["eval/episodic_return"][-1]
+    assert final_step <= 12000
+
+    # the checkpoint acts again: its deterministic return is the run's last evaluation
+    (checkpoint,) = glob.glob(os.path.join(only_run_dir(tmp_path), "*.pt"))
+    reloaded = run_script("gorl_ppo.py", "--eval-checkpoint", checkpoint, "--eval-episodes", "4", cwd=tmp_path)
+    assert reloaded.returncode == 0, reloaded.stderr
+    reloaded_return = float(reloaded.stdout.split("deterministic return ")[1].split()[0])
+    assert reloaded_return == pytest.approx(final_eval, abs=0.01)
+
+
+def test_gaussian_ppo_runs_on_dm_control(tmp_path):
+    flags = ["--env-id", "CartpoleBalance", "--total-timesteps", "8192", "--eval-every", "4096", *FAST_PPO]
+    result = run_script("gaussian_ppo.py", *flags, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    scalars = read_scalars(only_run_dir(tmp_path))
+    assert len(scalars["eval/episodic_return"]) == 3 and "charts/SPS" in scalars
+
+
+@pytest.mark.parametrize("script, extra", [("gaussian_ppo.py", []), ("gorl_ppo.py", ["--num-stages", "2", "--decoder-data-fraction", "0.05"])])
+def test_learns_pendulum(script, extra, tmp_path):
+    """A random policy scores about -1200 on Pendulum-v1; both scripts must clearly beat it in 80k steps."""
+    flags = ["--env-id", "Pendulum-v1", "--total-timesteps", "80000", "--eval-every", "20000", "--gamma", "0.95"]
+    result = run_script(script, *flags, *FAST_PPO, *extra, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    evals = values(read_scalars(only_run_dir(tmp_path)), "eval/episodic_return")
+    assert evals[0] < -900, evals  # the untrained policy is no better than random
+    assert evals[-1] > -500, evals

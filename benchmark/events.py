@@ -1,4 +1,5 @@
 """Read the scalars that the training scripts write to TensorBoard event files (tests and summarize.py use this)."""
+
 import glob
 import os
 

@@ -7,6 +7,7 @@ off, and its own charts/SPS (training steps per second of wall time) is read bac
     python benchmark/sps.py --env-id HopperStand --steps 100000
     python benchmark/sps.py --scripts gaussian_sac.py gorl_sac.py --steps 5000 --script-flags="--learning-starts 2000"
 """
+
 import argparse
 import importlib.util
 import os

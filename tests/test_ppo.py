@@ -1,4 +1,5 @@
 """Tests of gaussian_ppo.py and gorl_ppo.py: their building blocks, their CLI, and short real runs."""
+
 import glob
 import os
 import subprocess
@@ -50,9 +51,7 @@ def test_decoder_learns_a_bimodal_conditional_distribution_that_a_gaussian_canno
     signs = torch.randint(0, 2, (4000, 1)).float() * 2 - 1
     actions = 0.3 * obs[:, :1] + 0.6 * signs + 0.02 * torch.randn(4000, 1)
     decoder = gorl_ppo.FlowDecoder(obs_dim=2, action_dim=1, flow_steps=10)
-    _, val_loss = gorl_ppo.fit_decoder(
-        decoder, obs, actions, epochs=60, batch_size=1024, lr=3e-3, noise_draws=8, patience=60
-    )
+    _, val_loss = gorl_ppo.fit_decoder(decoder, obs, actions, epochs=60, batch_size=1024, lr=3e-3, noise_draws=8, patience=60)
     assert np.isfinite(val_loss)
 
     state = torch.tensor([[0.5, -0.2]])
@@ -151,6 +150,9 @@ def test_env_ids_resolve():
     assert gaussian_ppo.resolve_env_id("FingerTurnHard") == "dm_control/finger-turn_hard-v0"
     assert gaussian_ppo.resolve_env_id("dm_control/walker-walk-v0") == "dm_control/walker-walk-v0"
     assert gaussian_ppo.resolve_env_id("Pendulum-v1") == "Pendulum-v1"
+    assert gaussian_ppo.resolve_env_id("gorl_envs:BimodalBandit-v0") == "BimodalBandit-v0"
+    with pytest.raises(ValueError, match="cannot import 'no_such_module'"):
+        gaussian_ppo.resolve_env_id("no_such_module:Env-v0")
     with pytest.raises(ValueError, match="did you mean HopperStand"):
         gaussian_ppo.resolve_env_id("HopperStnd")
 
@@ -227,7 +229,9 @@ def test_gaussian_ppo_runs_on_dm_control(tmp_path):
     assert len(scalars["eval/episodic_return"]) == 3 and "charts/SPS" in scalars
 
 
-@pytest.mark.parametrize("script, extra", [("gaussian_ppo.py", []), ("gorl_ppo.py", ["--num-stages", "2", "--decoder-data-fraction", "0.05"])])
+@pytest.mark.parametrize(
+    "script, extra", [("gaussian_ppo.py", []), ("gorl_ppo.py", ["--num-stages", "2", "--decoder-data-fraction", "0.05"])]
+)
 def test_learns_pendulum(script, extra, tmp_path):
     """A random policy scores about -1200 on Pendulum-v1; both scripts must clearly beat it in 80k steps."""
     flags = ["--env-id", "Pendulum-v1", "--total-timesteps", "80000", "--eval-every", "20000", "--gamma", "0.95"]

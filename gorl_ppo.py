@@ -460,7 +460,7 @@ if __name__ == "__main__":
     optimizer = optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
     with torch.random.fork_rng():  # the decoder's init leaves the RNG stream as in Gaussian PPO: stage 0 is identical
         decoder = FlowDecoder(obs_dim, action_dim, args.flow_steps)
-    stage, stage_start_iteration, stage_ends = 0, 0, np.cumsum(stage_iterations)
+    stage, stage_ends = 0, np.cumsum(stage_iterations)
 
     # ALGO Logic: Storage setup
     obs = torch.zeros((args.num_steps, args.num_envs, obs_dim))
@@ -488,7 +488,7 @@ if __name__ == "__main__":
 
         # Annealing the rate if instructed to do so.
         if args.anneal_lr:
-            frac = 1.0 - (iteration - 1.0 - stage_start_iteration) / stage_iterations[stage]
+            frac = 1.0 - (iteration - 1.0) / args.num_iterations
             optimizer.param_groups[0]["lr"] = frac * args.learning_rate
 
         for step in range(args.num_steps):
@@ -653,7 +653,7 @@ if __name__ == "__main__":
             if args.reset_critic:
                 agent.critic = Agent(obs_dim, action_dim).critic
             optimizer = optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
-            stage, stage_start_iteration = stage + 1, iteration
+            stage += 1
 
     last_eval = evaluate(agent, decoder, eval_envs, seed=args.seed + 10_000).mean()
     writer.add_scalar("eval/episodic_return", last_eval, global_step)

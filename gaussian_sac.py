@@ -1,0 +1,489 @@
+# docs and experiment results: README.md
+"""Gaussian SAC for continuous control: the baseline of GoRL's SAC variant (arXiv 2512.02581, App. F.2), in CleanRL style.
+
+The policy is a state-conditioned Gaussian over z, the pre-squash action; the env action is rescale(tanh(z)) to the
+env's Box bounds, and the critics see the squashed action a = tanh(z) in [-1, 1]. The temperature alpha is tuned
+toward a target entropy. `diff gaussian_sac.py gorl_sac.py` shows exactly what GoRL adds to this file.
+"""
+
+import copy
+import difflib
+import importlib
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # dm_control renders headless; without it it warns about a missing DISPLAY
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.optim as optim
+import tyro
+from torch.utils.tensorboard import SummaryWriter
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run name)"""
+    seed: int = 1
+    """seed of the experiment: same seed, same machine, same result"""
+    torch_threads: int = 1
+    """CPU threads for torch; one is fastest for these small networks and lets a sweep run one job per core"""
+    save_model: bool = False
+    """save a checkpoint (weights, args) to runs/{run_name}/{exp_name}.pt"""
+    eval_checkpoint: Optional[str] = None
+    """path of a saved checkpoint: evaluate it deterministically for --eval-episodes episodes instead of training"""
+
+    # Algorithm specific arguments
+    env_id: str = "HopperStand"
+    """a DM Control task in the paper's CamelCase form (HopperStand, CheetahRun, BallInCup, ...), a
+    dm_control/<domain>-<task>-v0 id, or any gymnasium id with a Box action space (Pendulum-v1, Hopper-v5,
+    gorl_envs:BimodalBandit-v0)"""
+    total_timesteps: int = 1_000_000
+    """total environment steps of training"""
+    num_envs: int = 1
+    """the number of parallel environments (stepped in one process); each vector step adds num_envs transitions"""
+    buffer_size: int = 1_000_000
+    """the replay memory buffer size (capped at --total-timesteps)"""
+    gamma: float = 0.99
+    """the discount factor gamma"""
+    tau: float = 0.005
+    """target smoothing coefficient (Polyak averaging of the target critics)"""
+    batch_size: int = 256
+    """the batch size of sample from the replay memory"""
+    learning_starts: int = 5_000
+    """env steps of warm-up (actions drawn with z ~ N(0, I)) before learning starts"""
+    policy_lr: float = 3e-4
+    """the learning rate of the policy network optimizer"""
+    q_lr: float = 1e-3
+    """the learning rate of the Q network optimizer (and of the temperature)"""
+    utd: int = 1
+    """update-to-data ratio: gradient updates of the critics per env step (the paper's SAC variant uses 20)"""
+    policy_frequency: int = 2
+    """critic updates per actor (and temperature) update: delayed policy updates, as in TD3"""
+    target_network_frequency: int = 1
+    """critic updates per Polyak update of the target critics"""
+    alpha: float = 0.2
+    """entropy regularization coefficient (initial value when --autotune)"""
+    autotune: bool = True
+    """automatic tuning of the entropy coefficient toward the target entropy -action_dim"""
+    eval_every: int = 25_000
+    """environment steps between deterministic evaluations (mean action)"""
+    eval_episodes: int = 10
+    """episodes per deterministic evaluation (run in parallel envs)"""
+    log_every: int = 1_000
+    """environment steps between loss logs (reading a loss out of torch is kept off the per-step path)"""
+
+    # to be filled in runtime
+    num_iterations: int = 0
+    """the number of vector env steps (computed in runtime)"""
+
+
+PAPER_TASKS = ("HopperStand", "CheetahRun", "FingerSpin", "FingerTurnHard", "FishSwim", "WalkerWalk", "BallInCup")
+
+
+def dm_control_tasks() -> dict:
+    """Every DM Control suite task under its CamelCase name (hopper/stand -> HopperStand) -> its shimmy id."""
+    from dm_control import suite
+
+    def camel(name):
+        return "".join(part.capitalize() for part in name.split("_"))
+
+    tasks = {camel(domain) + camel(task): f"dm_control/{domain}-{task}-v0" for domain, task in suite.ALL_TASKS}
+    tasks["BallInCup"] = tasks["BallInCupCatch"]  # the paper's name for ball_in_cup/catch
+    return tasks
+
+
+def resolve_env_id(env_id: str) -> str:
+    """The gymnasium id of a paper task name; gymnasium ids (dm_control/*-v0 included) pass through unchanged, and
+    "module:Env-v0" ids import the module that registers Env-v0 (e.g. gorl_envs:BimodalBandit-v0)."""
+    import shimmy  # registers the dm_control/<domain>-<task>-v0 ids
+
+    gym.register_envs(shimmy)
+    if ":" in env_id:  # gymnasium's "module:Env-v0" form: importing the module registers the env
+        module, env_id = env_id.split(":", 1)
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ValueError(f"cannot import {module!r} to register {env_id!r}: {err}") from None
+    tasks = dm_control_tasks()
+    if env_id in tasks:
+        return tasks[env_id]
+    if env_id in gym.registry:
+        return env_id
+    close = difflib.get_close_matches(env_id, list(tasks) + list(gym.registry), n=3)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    raise ValueError(
+        f"unknown env id {env_id!r}; {hint}valid: a DM Control task such as {', '.join(PAPER_TASKS)} (any suite task in "
+        "CamelCase), a dm_control/<domain>-<task>-v0 id, or a registered gymnasium id with a Box action space"
+    )
+
+
+def make_env(env_id: str, seed: int):
+    def thunk():
+        env = gym.make(env_id)
+        if isinstance(env.observation_space, gym.spaces.Dict):  # dm_control observations: a Dict of float64 arrays
+            env = gym.wrappers.FlattenObservation(env)
+        space = env.observation_space
+        if space.dtype != np.float32:  # cast bounds first: a float64 Box cast by gymnasium warns about precision
+            float32_space = gym.spaces.Box(space.low.astype(np.float32), space.high.astype(np.float32), dtype=np.float32)
+            env = gym.wrappers.TransformObservation(env, lambda obs: obs.astype(np.float32), float32_space)
+        env.action_space.seed(seed)
+        return env
+
+    return thunk
+
+
+def make_vector_env(env_id: str, num_envs: int, seed: int, asynchronous: bool = False) -> gym.vector.VectorEnv:
+    """num_envs copies of env_id, checked to have a bounded Box action space, recording raw episode returns."""
+    env_fns = [make_env(env_id, seed + i) for i in range(num_envs)]
+    vector_env_class = gym.vector.AsyncVectorEnv if asynchronous else gym.vector.SyncVectorEnv
+    # SAME_STEP autoreset: an env that finishes is reset within the same step, and its true last observation comes
+    # back in infos["final_obs"], which the critic needs to bootstrap through time-limit truncations.
+    envs = vector_env_class(env_fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    space = envs.single_action_space
+    if not isinstance(space, gym.spaces.Box) or not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
+        envs.close()
+        raise ValueError(
+            f"{env_id} has action space {space}; these scripts need a continuous gymnasium.spaces.Box action space "
+            "with finite bounds (e.g. HopperStand, Pendulum-v1, Hopper-v5)"
+        )
+    return gym.wrappers.vector.RecordEpisodeStatistics(envs)
+
+
+def squash_to_bounds(z: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Env action rescale(tanh(z)): maps the pre-squash action onto [low, high], which need not be symmetric."""
+    return low + 0.5 * (np.tanh(z) + 1.0) * (high - low)
+
+
+# Observations are not normalised: like CleanRL's SAC, the networks see raw observations (the replay buffer would
+# otherwise hold observations normalised with stale statistics).
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+
+class SoftQNetwork(nn.Module):
+    """num_critics independent Q(s, a) MLPs (256-256, ReLU) held as stacked weights, so that each layer of all the
+    critics is one batched matmul: one call gives every critic's value, shape (num_critics, batch)."""
+
+    def __init__(self, obs_dim: int, action_dim: int, num_critics: int = 2, hidden: int = 256):
+        super().__init__()
+        sizes = [obs_dim + action_dim, hidden, hidden, 1]
+        self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+            layers = [nn.Linear(fan_in, fan_out) for _ in range(num_critics)]  # PyTorch's default init, per critic
+            self.weights.append(nn.Parameter(torch.stack([layer.weight.detach().T for layer in layers])))
+            self.biases.append(nn.Parameter(torch.stack([layer.bias.detach() for layer in layers]).unsqueeze(1)))
+
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
+        """Q-values of every critic; detach_params gives gradients w.r.t. the actions only (the actor's loss)."""
+        x = torch.cat([obs, actions], -1).expand(len(self.weights[0]), -1, -1)  # every critic sees the same input
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            if detach_params:
+                weight, bias = weight.detach(), bias.detach()
+            if i < len(self.weights) - 1:
+                x = F.relu(torch.baddbmm(bias, x, weight))  # (critics, batch, hidden)
+            else:  # the width-1 output layer as a product and a sum: a matrix-vector bmm is slow on CPU, its backward more so
+                x = (x * weight.transpose(1, 2)).sum(-1) + bias.squeeze(-1)
+        return x
+
+
+class Actor(nn.Module):
+    def __init__(self, obs_dim: int, action_dim: int, hidden: int = 256):
+        super().__init__()
+        self.trunk = nn.Sequential(nn.Linear(obs_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+        self.fc_mean = nn.Linear(hidden, action_dim)
+        self.fc_logstd = nn.Linear(hidden, action_dim)
+
+    def forward(self, obs: torch.Tensor):
+        h = self.trunk(obs)
+        return self.fc_mean(h), torch.clamp(self.fc_logstd(h), LOG_STD_MIN, LOG_STD_MAX)
+
+    def get_mean(self, obs: torch.Tensor) -> torch.Tensor:
+        return self(obs)[0]
+
+    def get_action(self, obs: torch.Tensor):
+        """A reparameterised sample: (z, a = tanh(z), log pi(a|s)), the log-prob with tanh's log-det correction."""
+        mean, log_std = self(obs)
+        noise = torch.randn_like(mean)
+        z = mean + log_std.exp() * noise
+        # log N(z; mean, std) - log|det da/dz|, with log(1 - tanh(z)^2) = 2 (log 2 - z - softplus(-2 z)), stably
+        log_prob = (-0.5 * noise**2 - log_std - 0.5 * np.log(2 * np.pi) - 2 * (np.log(2) - z - F.softplus(-2 * z))).sum(-1)
+        return z, torch.tanh(z), log_prob
+
+
+class ReplayBuffer:
+    """Transitions in preallocated float32 numpy arrays, a ring that overwrites the oldest once full; a sample is
+    numpy fancy indexing wrapped by torch.from_numpy, so no tensor is built per stored step."""
+
+    def __init__(self, size: int, obs_dim: int, action_dim: int, seed: int):
+        self.size, self.pos, self.count = size, 0, 0
+        self.obs = np.zeros((size, obs_dim), dtype=np.float32)
+        self.next_obs = np.zeros((size, obs_dim), dtype=np.float32)
+        self.actions = np.zeros((size, action_dim), dtype=np.float32)
+        self.rewards = np.zeros(size, dtype=np.float32)
+        self.terminations = np.zeros(size, dtype=np.float32)
+        self.rng = np.random.default_rng(seed)
+
+    def add(self, obs, next_obs, actions, rewards, terminations):
+        """Store one vector step: a batch of num_envs transitions."""
+        idx = (self.pos + np.arange(len(obs))) % self.size
+        self.obs[idx], self.next_obs[idx], self.actions[idx] = obs, next_obs, actions
+        self.rewards[idx], self.terminations[idx] = rewards, terminations
+        self.pos = int(idx[-1] + 1) % self.size
+        self.count = min(self.count + len(obs), self.size)
+
+    def sample(self, batch_size: int):
+        """(obs, next_obs, actions, rewards, terminations) of batch_size transitions drawn uniformly with replacement."""
+        idx = self.rng.integers(0, self.count, batch_size)
+        fields = (self.obs, self.next_obs, self.actions, self.rewards, self.terminations)
+        return tuple(torch.from_numpy(field[idx]) for field in fields)
+
+
+def real_next_obs(next_obs: np.ndarray, terminations: np.ndarray, truncations: np.ndarray, infos: dict) -> np.ndarray:
+    """The observation each transition really led to. With SAME_STEP autoreset an env whose episode ended returns
+    the next episode's first observation; its true last one is in infos["final_obs"]. The critic bootstraps from it
+    after a truncation (a time limit is not a terminal state); after a termination it is masked out anyway."""
+    ended = terminations | truncations
+    if not ended.any():
+        return next_obs
+    next_obs = next_obs.copy()
+    next_obs[ended] = np.stack(infos["final_obs"][ended])
+    return next_obs
+
+
+def soft_q_target(rewards, terminations, next_q_values, next_log_pi, alpha, gamma: float) -> torch.Tensor:
+    """Soft Bellman target r + gamma (1 - terminated) (min_k Q'_k(s', a') - alpha log pi(a'|s')), a' ~ pi(.|s').
+    Only terminations cut the bootstrap: truncated transitions bootstrap from their true last observation."""
+    return rewards + gamma * (1.0 - terminations) * (next_q_values.min(0).values - alpha * next_log_pi)
+
+
+def update_critics(qf: SoftQNetwork, qf_target: SoftQNetwork, q_optimizer, actor: Actor, batch: tuple, alpha, gamma: float):
+    """One gradient step of every critic toward the soft target; returns (Q-values, per-critic MSE, summed MSE)."""
+    b_obs, b_next_obs, b_actions, b_rewards, b_terminations = batch
+    with torch.no_grad():
+        _, next_actions, next_log_pi = actor.get_action(b_next_obs)
+        next_q_target = soft_q_target(
+            b_rewards, b_terminations, qf_target(b_next_obs, next_actions), next_log_pi, alpha, gamma
+        )
+    q_values = qf(b_obs, b_actions)
+    qf_losses = ((q_values - next_q_target) ** 2).mean(1)  # one MSE per critic
+    qf_loss = qf_losses.sum()
+
+    q_optimizer.zero_grad(set_to_none=True)
+    qf_loss.backward()
+    q_optimizer.step()
+    return q_values.detach(), qf_losses.detach(), qf_loss.detach()
+
+
+@torch.no_grad()
+def soft_update(target_params: list, params: list, tau: float):
+    """Polyak averaging target <- (1 - tau) target + tau online, in two fused ops over all tensors."""
+    torch._foreach_mul_(target_params, 1.0 - tau)
+    torch._foreach_add_(target_params, params, alpha=tau)
+
+
+def log_episodes(writer: SummaryWriter, infos: dict, global_step: int) -> list:
+    """Log the raw return and length of every episode that ended in this vector step; returns the returns."""
+    if "episode" not in infos:
+        return []
+    finished = np.flatnonzero(infos["_episode"])
+    for i in finished:
+        writer.add_scalar("charts/episodic_return", infos["episode"]["r"][i], global_step)
+        writer.add_scalar("charts/episodic_length", infos["episode"]["l"][i], global_step)
+    return [float(infos["episode"]["r"][i]) for i in finished]
+
+
+@torch.no_grad()
+def evaluate(agent: Actor, envs: gym.vector.VectorEnv, seed: int) -> np.ndarray:
+    """Deterministic evaluation (z = policy mean): the return of the first episode of each env."""
+    low, high = envs.single_action_space.low, envs.single_action_space.high
+    obs, _ = envs.reset(seed=seed)
+    returns = np.zeros(envs.num_envs)
+    running = np.ones(envs.num_envs, dtype=bool)
+    while running.any():
+        z = agent.get_mean(torch.from_numpy(obs))
+        obs, reward, terminations, truncations, _ = envs.step(squash_to_bounds(z.numpy(), low, high))
+        returns += reward * running
+        running &= ~(terminations | truncations)
+    return returns
+
+
+def save_checkpoint(path: str, args: Args, actor: Actor, qf: SoftQNetwork):
+    """Everything needed to act again (args: env id, architecture; actor weights), and the critics."""
+    torch.save({"args": vars(args), "actor": actor.state_dict(), "qf": qf.state_dict()}, path)
+
+
+def load_checkpoint(path: str, num_episodes: int):
+    """Returns (args, actor, envs): the saved run's args, its actor, and num_episodes envs to evaluate it on."""
+    checkpoint = torch.load(path, weights_only=False)
+    saved_args = Args(**checkpoint["args"])
+    envs = make_vector_env(resolve_env_id(saved_args.env_id), num_episodes, saved_args.seed + 10_000)
+    actor = Actor(envs.single_observation_space.shape[0], envs.single_action_space.shape[0])
+    actor.load_state_dict(checkpoint["actor"])
+    return saved_args, actor, envs
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    try:
+        if args.eval_checkpoint:
+            saved_args, actor, eval_envs = load_checkpoint(args.eval_checkpoint, args.eval_episodes)
+            returns = evaluate(actor, eval_envs, seed=saved_args.seed + 10_000)
+            print(
+                f"{saved_args.env_id}: deterministic return {returns.mean():.2f} +- {returns.std():.2f} over {len(returns)} episodes"
+            )
+            sys.exit(0)
+        gym_id = resolve_env_id(args.env_id)
+        args.num_iterations = args.total_timesteps // args.num_envs
+        if args.num_iterations * args.num_envs <= args.learning_starts or min(args.num_envs, args.batch_size, args.utd) < 1:
+            raise ValueError(
+                f"--total-timesteps {args.total_timesteps} leaves no env step to learn from after --learning-starts "
+                f"{args.learning_starts} (with --num-envs {args.num_envs}), or --num-envs, --batch-size or --utd is below 1"
+            )
+        envs = make_vector_env(gym_id, args.num_envs, args.seed)
+        eval_envs = make_vector_env(gym_id, args.eval_episodes, args.seed + 10_000)
+    except (ValueError, FileNotFoundError) as err:
+        sys.exit(f"error: {err}")
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    writer = SummaryWriter(f"runs/{run_name}")
+    writer.add_text(
+        "hyperparameters",
+        "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])),
+    )
+
+    # TRY NOT TO MODIFY: seeding
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.torch_threads)
+    torch.use_deterministic_algorithms(True)
+
+    obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
+    action_low, action_high = envs.single_action_space.low, envs.single_action_space.high
+
+    actor = Actor(obs_dim, action_dim)
+    qf = SoftQNetwork(obs_dim, action_dim)
+    qf_target = copy.deepcopy(qf).requires_grad_(False)
+    q_params, q_target_params = list(qf.parameters()), list(qf_target.parameters())
+    q_optimizer = optim.Adam(q_params, lr=args.q_lr, fused=True)  # fused: one kernel per step on CPU
+    actor_optimizer = optim.Adam(actor.parameters(), lr=args.policy_lr, fused=True)
+
+    # Automatic entropy tuning
+    log_alpha = torch.tensor([float(np.log(args.alpha))], requires_grad=args.autotune)
+    alpha = log_alpha.detach().exp()
+    target_entropy = -float(action_dim)
+    a_optimizer = optim.Adam([log_alpha], lr=args.q_lr)
+
+    # ALGO Logic: Storage setup
+    rb = ReplayBuffer(min(args.buffer_size, args.total_timesteps), obs_dim, action_dim, args.seed)
+
+    # TRY NOT TO MODIFY: start the game
+    global_step = 0
+    num_updates = 0
+    next_eval = next_log = 0
+    last_eval = float("nan")
+    recent_returns = []
+    start_time = last_print = time.time()
+    obs, _ = envs.reset(seed=args.seed)
+
+    for iteration in range(1, args.num_iterations + 1):
+        if global_step >= next_eval:
+            eval_start = time.time()
+            last_eval = evaluate(actor, eval_envs, seed=args.seed + 10_000).mean()
+            writer.add_scalar("eval/episodic_return", last_eval, global_step)
+            next_eval = (global_step // args.eval_every + 1) * args.eval_every  # the next multiple, after any jump
+            start_time += time.time() - eval_start  # SPS measures training only
+
+        # ALGO LOGIC: put action logic here
+        with torch.no_grad():
+            if global_step < args.learning_starts:  # warm-up: z ~ N(0, I), the same draws in gorl_sac.py's stage 0
+                z = torch.randn(args.num_envs, action_dim)
+                actions = torch.tanh(z)
+            else:
+                z, actions, _ = actor.get_action(torch.from_numpy(obs))
+
+        # TRY NOT TO MODIFY: execute the game and log data.
+        global_step += args.num_envs
+        next_obs, rewards, terminations, truncations, infos = envs.step(squash_to_bounds(z.numpy(), action_low, action_high))
+        recent_returns += log_episodes(writer, infos, global_step)
+
+        # TRY NOT TO MODIFY: save data to replay buffer; the true last observation of a finished episode, and
+        # terminations only as the done flag (a truncated episode's last state is not terminal)
+        rb.add(obs, real_next_obs(next_obs, terminations, truncations, infos), actions.numpy(), rewards, terminations)
+        obs = next_obs
+
+        # ALGO LOGIC: training.
+        if global_step >= args.learning_starts:
+            for _ in range(args.utd * args.num_envs):
+                num_updates += 1
+                batch = rb.sample(args.batch_size)
+                q_values, qf_losses, qf_loss = update_critics(qf, qf_target, q_optimizer, actor, batch, alpha, args.gamma)
+
+                # delayed policy updates (TD3): one actor and temperature step per policy_frequency critic steps
+                if num_updates % args.policy_frequency == 0:
+                    b_obs = batch[0]
+                    _, pi_actions, log_pi = actor.get_action(b_obs)
+                    min_qf_pi = qf(b_obs, pi_actions, detach_params=True).min(0).values
+                    actor_loss = (alpha * log_pi - min_qf_pi).mean()
+                    # the temperature's loss, on the same sample: alpha grows while the entropy is below its target
+                    alpha_loss = (-log_alpha.exp() * (log_pi.detach() + target_entropy)).mean()
+
+                    actor_optimizer.zero_grad(set_to_none=True)
+                    a_optimizer.zero_grad(set_to_none=True)
+                    (actor_loss + alpha_loss).backward()  # one backward pass; alpha_loss reaches log_alpha only
+                    actor_optimizer.step()
+                    if args.autotune:
+                        a_optimizer.step()
+                        alpha = log_alpha.detach().exp()
+
+                # update the target networks
+                if num_updates % args.target_network_frequency == 0:
+                    soft_update(q_target_params, q_params, args.tau)
+
+            if global_step >= next_log and num_updates >= args.policy_frequency:
+                next_log = (global_step // args.log_every + 1) * args.log_every
+                if not (torch.isfinite(qf_loss) and torch.isfinite(actor_loss)):
+                    sys.exit(
+                        f"error: non-finite loss (critic {qf_loss.item()}, actor {actor_loss.item()}) at step {global_step}; "
+                        "stopping before the run writes garbage"
+                    )
+                sps = int(global_step / (time.time() - start_time))
+                writer.add_scalar("losses/qf1_values", q_values[0].mean().item(), global_step)
+                writer.add_scalar("losses/qf1_loss", qf_losses[0].item(), global_step)
+                writer.add_scalar("losses/qf2_loss", qf_losses[1].item(), global_step)
+                writer.add_scalar("losses/qf_loss", qf_loss.item() / 2.0, global_step)
+                writer.add_scalar("losses/actor_loss", actor_loss.item(), global_step)
+                writer.add_scalar("losses/alpha", alpha.item(), global_step)
+                writer.add_scalar("losses/alpha_loss", alpha_loss.item(), global_step)
+                writer.add_scalar("charts/SPS", sps, global_step)
+                if time.time() - last_print > 5:
+                    last_print = time.time()
+                    recent = f"{np.mean(recent_returns):8.1f}" if recent_returns else "     n/a"
+                    print(
+                        f"step {global_step:>10,}/{args.total_timesteps:,} | SPS {sps:5d} | episodic return {recent} | "
+                        f"eval {last_eval:8.1f} | critic loss {qf_loss.item():.3f}",
+                        flush=True,
+                    )
+                    recent_returns = []
+
+    writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
+    last_eval = evaluate(actor, eval_envs, seed=args.seed + 10_000).mean()
+    writer.add_scalar("eval/episodic_return", last_eval, global_step)
+    print(f"final deterministic eval return {last_eval:.2f} after {global_step:,} steps ({time.time() - start_time:.0f} s)")
+    if args.save_model:
+        model_path = f"runs/{run_name}/{args.exp_name}.pt"
+        save_checkpoint(model_path, args, actor, qf)
+        print(
+            f"model saved to {model_path}; evaluate it with: python {os.path.basename(__file__)} --eval-checkpoint {model_path}"
+        )
+
+    envs.close()
+    eval_envs.close()
+    writer.close()

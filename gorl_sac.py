@@ -1,0 +1,746 @@
+# docs and experiment results: README.md
+"""GoRL-SAC: generative online RL (Zhang et al., arXiv 2512.02581, App. F.2) with a SAC latent optimiser, in CleanRL style.
+
+SAC runs on the latent MDP: the actor pi_theta(eps|s) is an unsquashed Gaussian over eps (action-sized), the critics
+are Q(s, eps), and a flow-matching decoder g_phi(s, eps), which no gradient reaches, turns eps into the pre-squash
+action z; the env action is rescale(tanh(z)). KL(pi_theta(.|s) || N(0, I)) takes the place of the negative entropy in
+the actor's loss and in the soft target, and alpha is tuned toward a target KL. Training runs in stages: at each
+stage end the decoder is refit on fresh rollouts to map the FIXED prior N(0, I) to the current policy's actions, the
+actor restarts at exactly N(0, I), and the replay buffer is relabelled into the new decoder's latents (see
+invert_decoder). Stage 0's decoder is the identity. `diff gaussian_sac.py gorl_sac.py` shows exactly what GoRL adds.
+"""
+
+import copy
+import difflib
+import importlib
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # dm_control renders headless; without it it warns about a missing DISPLAY
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.optim as optim
+import tyro
+from torch.utils.tensorboard import SummaryWriter
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run name)"""
+    seed: int = 1
+    """seed of the experiment: same seed, same machine, same result"""
+    torch_threads: int = 1
+    """CPU threads for torch; one is fastest for these small networks and lets a sweep run one job per core"""
+    save_model: bool = False
+    """save a checkpoint (weights, decoder, args) to runs/{run_name}/{exp_name}.pt"""
+    eval_checkpoint: Optional[str] = None
+    """path of a saved checkpoint: evaluate it deterministically for --eval-episodes episodes instead of training"""
+
+    # Algorithm specific arguments
+    env_id: str = "HopperStand"
+    """a DM Control task in the paper's CamelCase form (HopperStand, CheetahRun, BallInCup, ...), a
+    dm_control/<domain>-<task>-v0 id, or any gymnasium id with a Box action space (Pendulum-v1, Hopper-v5,
+    gorl_envs:BimodalBandit-v0)"""
+    total_timesteps: int = 1_000_000
+    """total environment steps of training"""
+    num_envs: int = 1
+    """the number of parallel environments (stepped in one process); each vector step adds num_envs transitions"""
+    buffer_size: int = 1_000_000
+    """the replay memory buffer size (capped at --total-timesteps)"""
+    gamma: float = 0.99
+    """the discount factor gamma"""
+    tau: float = 0.005
+    """target smoothing coefficient (Polyak averaging of the target critics)"""
+    batch_size: int = 256
+    """the batch size of sample from the replay memory"""
+    learning_starts: int = 5_000
+    """env steps of warm-up (latents drawn from the prior N(0, I)) before learning starts (stage 0 only)"""
+    policy_lr: float = 3e-4
+    """the learning rate of the policy network optimizer"""
+    q_lr: float = 1e-3
+    """the learning rate of the Q network optimizer (and of the temperature)"""
+    utd: int = 1
+    """update-to-data ratio: gradient updates of the critics per env step (the paper's SAC variant uses 20)"""
+    policy_frequency: int = 2
+    """critic updates per actor (and temperature) update: delayed policy updates, as in TD3"""
+    target_network_frequency: int = 1
+    """critic updates per Polyak update of the target critics"""
+    alpha: float = 0.2
+    """coefficient of the KL to the prior (initial value when --autotune)"""
+    autotune: bool = True
+    """automatic tuning of the KL coefficient toward --target-kl"""
+    eval_every: int = 25_000
+    """environment steps between deterministic evaluations (mean action)"""
+    eval_episodes: int = 10
+    """episodes per deterministic evaluation (run in parallel envs)"""
+    log_every: int = 1_000
+    """environment steps between loss logs (reading a loss out of torch is kept off the per-step path)"""
+
+    # GoRL arguments
+    num_stages: int = 3
+    """stages of latent-policy training; the budget splits like the paper's SAC variant's 2M/1M/1M (1/2, 1/4, 1/4)"""
+    target_kl: float = 1.0
+    """target of KL(pi_theta(.|s) || N(0, I)) per action dimension, toward which alpha is tuned"""
+    flow_steps: int = 10
+    """Euler steps of the decoder's flow from t=1 (x=eps) to t=0 (x=pre-squash action)"""
+    decoder_data_steps: Optional[int] = None
+    """fresh env steps of the current policy collected to refit the decoder at each stage end, counted in the budget
+    (default: 1% of --total-timesteps, at least 1,000)"""
+    decoder_epochs: int = 100
+    """maximum epochs of each decoder refit"""
+    decoder_batch_size: int = 512
+    """minibatch size of the decoder refit (GoRL-PPO's 8192 and rate 3e-4 suit its 100k-pair refits; on SAC's few
+    thousand pairs they make too few gradient steps and leave the decoder far from fit, measured on Pendulum-v1)"""
+    decoder_lr: float = 1e-3
+    """learning rate of the decoder refit"""
+    decoder_noise_draws: int = 8
+    """(eps, t) draws per (s, a) pair in the flow-matching loss"""
+    decoder_patience: int = 20
+    """stop a decoder refit after this many epochs without a better validation loss"""
+    critic_refresh_steps: int = 5_000
+    """critic updates on the relabelled replay buffer after each refit, before the next stage acts"""
+
+    # to be filled in runtime
+    num_iterations: int = 0
+    """the number of vector env steps (computed in runtime)"""
+
+
+PAPER_TASKS = ("HopperStand", "CheetahRun", "FingerSpin", "FingerTurnHard", "FishSwim", "WalkerWalk", "BallInCup")
+
+
+def dm_control_tasks() -> dict:
+    """Every DM Control suite task under its CamelCase name (hopper/stand -> HopperStand) -> its shimmy id."""
+    from dm_control import suite
+
+    def camel(name):
+        return "".join(part.capitalize() for part in name.split("_"))
+
+    tasks = {camel(domain) + camel(task): f"dm_control/{domain}-{task}-v0" for domain, task in suite.ALL_TASKS}
+    tasks["BallInCup"] = tasks["BallInCupCatch"]  # the paper's name for ball_in_cup/catch
+    return tasks
+
+
+def resolve_env_id(env_id: str) -> str:
+    """The gymnasium id of a paper task name; gymnasium ids (dm_control/*-v0 included) pass through unchanged, and
+    "module:Env-v0" ids import the module that registers Env-v0 (e.g. gorl_envs:BimodalBandit-v0)."""
+    import shimmy  # registers the dm_control/<domain>-<task>-v0 ids
+
+    gym.register_envs(shimmy)
+    if ":" in env_id:  # gymnasium's "module:Env-v0" form: importing the module registers the env
+        module, env_id = env_id.split(":", 1)
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ValueError(f"cannot import {module!r} to register {env_id!r}: {err}") from None
+    tasks = dm_control_tasks()
+    if env_id in tasks:
+        return tasks[env_id]
+    if env_id in gym.registry:
+        return env_id
+    close = difflib.get_close_matches(env_id, list(tasks) + list(gym.registry), n=3)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    raise ValueError(
+        f"unknown env id {env_id!r}; {hint}valid: a DM Control task such as {', '.join(PAPER_TASKS)} (any suite task in "
+        "CamelCase), a dm_control/<domain>-<task>-v0 id, or a registered gymnasium id with a Box action space"
+    )
+
+
+def make_env(env_id: str, seed: int):
+    def thunk():
+        env = gym.make(env_id)
+        if isinstance(env.observation_space, gym.spaces.Dict):  # dm_control observations: a Dict of float64 arrays
+            env = gym.wrappers.FlattenObservation(env)
+        space = env.observation_space
+        if space.dtype != np.float32:  # cast bounds first: a float64 Box cast by gymnasium warns about precision
+            float32_space = gym.spaces.Box(space.low.astype(np.float32), space.high.astype(np.float32), dtype=np.float32)
+            env = gym.wrappers.TransformObservation(env, lambda obs: obs.astype(np.float32), float32_space)
+        env.action_space.seed(seed)
+        return env
+
+    return thunk
+
+
+def make_vector_env(env_id: str, num_envs: int, seed: int, asynchronous: bool = False) -> gym.vector.VectorEnv:
+    """num_envs copies of env_id, checked to have a bounded Box action space, recording raw episode returns."""
+    env_fns = [make_env(env_id, seed + i) for i in range(num_envs)]
+    vector_env_class = gym.vector.AsyncVectorEnv if asynchronous else gym.vector.SyncVectorEnv
+    # SAME_STEP autoreset: an env that finishes is reset within the same step, and its true last observation comes
+    # back in infos["final_obs"], which the critic needs to bootstrap through time-limit truncations.
+    envs = vector_env_class(env_fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    space = envs.single_action_space
+    if not isinstance(space, gym.spaces.Box) or not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
+        envs.close()
+        raise ValueError(
+            f"{env_id} has action space {space}; these scripts need a continuous gymnasium.spaces.Box action space "
+            "with finite bounds (e.g. HopperStand, Pendulum-v1, Hopper-v5)"
+        )
+    return gym.wrappers.vector.RecordEpisodeStatistics(envs)
+
+
+def squash_to_bounds(z: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Env action rescale(tanh(z)): maps the pre-squash action onto [low, high], which need not be symmetric."""
+    return low + 0.5 * (np.tanh(z) + 1.0) * (high - low)
+
+
+# Observations are not normalised: like CleanRL's SAC, the networks see raw observations (the replay buffer would
+# otherwise hold observations normalised with stale statistics).
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+
+# the decoder's observation statistics (the actor and the critics see raw observations, as in gaussian_sac.py)
+class RunningMeanStd(nn.Module):
+    """Running mean and variance of observations, kept as buffers so that they are saved with the model."""
+
+    def __init__(self, shape: int, clip: float = 10.0):
+        super().__init__()
+        self.clip = clip
+        self.register_buffer("mean", torch.zeros(shape))
+        self.register_buffer("var", torch.ones(shape))
+        self.register_buffer("count", torch.tensor(1e-4, dtype=torch.float64))
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor):
+        """Merge the statistics of a batch (parallel algorithm of Chan et al.)."""
+        batch_mean, batch_var, batch_count = x.mean(0), x.var(0, unbiased=False), x.shape[0]
+        delta = batch_mean - self.mean
+        total = self.count + batch_count
+        self.mean += delta * (batch_count / total).float()
+        m2 = self.var * self.count.float() + batch_var * batch_count + delta**2 * (self.count * batch_count / total).float()
+        self.var.copy_(m2 / total.float())
+        self.count.copy_(total)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.clamp((x - self.mean) / torch.sqrt(self.var + 1e-8), -self.clip, self.clip)
+
+
+def prior_kl(mean: torch.Tensor, logstd: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean, exp(logstd)^2) || N(0, I)), summed over dimensions: 0.5 (mu^2 + sigma^2 - 1) - log sigma."""
+    return (0.5 * (mean**2 + torch.exp(2 * logstd) - 1) - logstd).sum(-1)
+
+
+def stage_fractions(num_stages: int) -> np.ndarray:
+    """Budget share of each stage: the first half of the stages weigh twice the rest (paper: 60M/60M/30M/30M)."""
+    weights = np.array([2.0 if stage < num_stages // 2 else 1.0 for stage in range(num_stages)])
+    return weights / weights.sum()
+
+
+class FlowDecoder(nn.Module):
+    """Conditional flow-matching decoder g_phi(s, z) (paper Sec. 4.2): a velocity field v(s, x_t, t) integrated
+    from t=1, where x = z, to t=0, where x is the pre-squash action. It keeps its own observation statistics,
+    frozen at each refit, so that PPO's changing statistics never move the decoder."""
+
+    def __init__(self, obs_dim: int, action_dim: int, flow_steps: int, hidden: int = 64, time_dim: int = 8):
+        super().__init__()
+        self.flow_steps = flow_steps
+        self.obs_rms = RunningMeanStd(obs_dim)
+        self.register_buffer("frequencies", 2.0 ** torch.arange(time_dim // 2) * torch.pi)
+        layers, width = [], obs_dim + action_dim + time_dim
+        for _ in range(4):
+            layers += [nn.Linear(width, hidden), nn.SiLU()]
+            width = hidden
+        self.velocity = nn.Sequential(*layers, nn.Linear(hidden, action_dim))
+        # a zero output layer makes v = 0, so Euler steps leave x unchanged: stage 0's decoder is exactly a = z
+        nn.init.zeros_(self.velocity[-1].weight)
+        nn.init.zeros_(self.velocity[-1].bias)
+
+    def velocity_at(self, obs_normalized: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        angles = t * self.frequencies  # sinusoidal embedding of t, shape (batch, time_dim)
+        return self.velocity(torch.cat([obs_normalized, x, torch.sin(angles), torch.cos(angles)], -1))
+
+    def forward(self, obs: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        if not (self.velocity[-1].weight.any() or self.velocity[-1].bias.any()):
+            return z  # zero velocity field (stage 0): integrating it is the identity, so skip the Euler steps
+        obs_normalized, x, dt = self.obs_rms(obs), z, 1.0 / self.flow_steps
+        for k in range(self.flow_steps):
+            x = x - dt * self.velocity_at(obs_normalized, x, torch.full_like(x[:, :1], 1.0 - k * dt))
+        return x
+
+    def flow_matching_loss(self, obs, actions, eps, t) -> torch.Tensor:
+        """Conditional flow matching with the fixed prior: x_t = t eps + (1 - t) a, target velocity eps - a."""
+        x_t = t * eps + (1 - t) * actions
+        return ((self.velocity_at(self.obs_rms(obs), x_t, t) - (eps - actions)) ** 2).mean()
+
+
+def fit_decoder(decoder, obs, actions, epochs, batch_size, lr, noise_draws, patience, val_fraction=0.1):
+    """Refit the decoder on (s, pre-squash action) pairs, noise from the fixed N(0, I) prior (never the latent
+    policy's own z: the paper's Fig. 4a shows that collapses). Keeps the best-validation weights;
+    returns (last train loss, best validation loss), the latter infinite if the refit never produced a finite loss."""
+    decoder.obs_rms.mean.copy_(obs.mean(0))
+    decoder.obs_rms.var.copy_(obs.var(0, unbiased=False))
+    perm = torch.randperm(len(obs))
+    num_val = max(1, int(len(obs) * val_fraction))
+    val, train = perm[:num_val], perm[num_val:].repeat(noise_draws)
+    val_eps, val_t = torch.randn_like(actions[val]), torch.rand(num_val, 1)  # fixed draws: comparable val losses
+    optimizer = optim.Adam(decoder.velocity.parameters(), lr=lr)
+    best_val, best_state, epochs_since_best = float("inf"), copy.deepcopy(decoder.state_dict()), 0
+    for _ in range(epochs):
+        for idx in train[torch.randperm(len(train))].split(batch_size):
+            loss = decoder.flow_matching_loss(obs[idx], actions[idx], torch.randn_like(actions[idx]), torch.rand(len(idx), 1))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            val_loss = decoder.flow_matching_loss(obs[val], actions[val], val_eps, val_t).item()
+        if val_loss < best_val:
+            best_val, best_state, epochs_since_best = val_loss, copy.deepcopy(decoder.state_dict()), 0
+        else:
+            epochs_since_best += 1
+            if epochs_since_best >= patience:
+                break
+    decoder.load_state_dict(best_state)
+    return loss.item(), best_val
+
+
+@torch.no_grad()
+def invert_decoder(decoder: FlowDecoder, obs: torch.Tensor, x0: torch.Tensor, iterations: int = 10, chunk: int = 65536):
+    """The latent eps that the decoder maps to the pre-squash action x0, so that decoder(obs, eps) gives x0 back.
+    forward()'s Euler steps x_{k+1} = x_k - dt v(x_k, t_k) are undone in reverse order (t from 0 up to 1); each step's
+    implicit equation x_k = x_{k+1} + dt v(x_k, t_k) is solved by fixed-point iteration, started from the explicit
+    backward step x_{k+1} + dt v(x_{k+1}, t_k) and stopped once it moves no point by more than 1e-5 (or after
+    `iterations`). Exact where dt |dv/dx| < 1; where the learned flow is much sharper (e.g. between narrow modes)
+    an Euler step may not be invertible and the round trip misses there (see losses/relabel_error)."""
+    if not (decoder.velocity[-1].weight.any() or decoder.velocity[-1].bias.any()):
+        return x0.clone()  # the identity decoder of stage 0
+    latents = []
+    for obs_chunk, x in zip(obs.split(chunk), x0.split(chunk)):
+        obs_normalized, dt = decoder.obs_rms(obs_chunk), 1.0 / decoder.flow_steps
+        for k in reversed(range(decoder.flow_steps)):
+            t, x_next = torch.full_like(x[:, :1], 1.0 - k * dt), x
+            for _ in range(iterations):
+                x, x_previous = x_next + dt * decoder.velocity_at(obs_normalized, x, t), x
+                if (x - x_previous).abs().max() < 1e-5:
+                    break
+        latents.append(x)
+    return torch.cat(latents)
+
+
+class SoftQNetwork(nn.Module):
+    """num_critics independent Q(s, a) MLPs (256-256, ReLU) held as stacked weights, so that each layer of all the
+    critics is one batched matmul: one call gives every critic's value, shape (num_critics, batch)."""
+
+    def __init__(self, obs_dim: int, action_dim: int, num_critics: int = 2, hidden: int = 256):
+        super().__init__()
+        sizes = [obs_dim + action_dim, hidden, hidden, 1]
+        self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+            layers = [nn.Linear(fan_in, fan_out) for _ in range(num_critics)]  # PyTorch's default init, per critic
+            self.weights.append(nn.Parameter(torch.stack([layer.weight.detach().T for layer in layers])))
+            self.biases.append(nn.Parameter(torch.stack([layer.bias.detach() for layer in layers]).unsqueeze(1)))
+
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
+        """Q-values of every critic; detach_params gives gradients w.r.t. the actions only (the actor's loss)."""
+        x = torch.cat([obs, actions], -1).expand(len(self.weights[0]), -1, -1)  # every critic sees the same input
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            if detach_params:
+                weight, bias = weight.detach(), bias.detach()
+            if i < len(self.weights) - 1:
+                x = F.relu(torch.baddbmm(bias, x, weight))  # (critics, batch, hidden)
+            else:  # the width-1 output layer as a product and a sum: a matrix-vector bmm is slow on CPU, its backward more so
+                x = (x * weight.transpose(1, 2)).sum(-1) + bias.squeeze(-1)
+        return x
+
+
+class Actor(nn.Module):
+    def __init__(self, obs_dim: int, action_dim: int, hidden: int = 256):
+        super().__init__()
+        self.trunk = nn.Sequential(nn.Linear(obs_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+        self.fc_mean = nn.Linear(hidden, action_dim)
+        self.fc_logstd = nn.Linear(hidden, action_dim)
+
+    def forward(self, obs: torch.Tensor):
+        h = self.trunk(obs)
+        return self.fc_mean(h), torch.clamp(self.fc_logstd(h), LOG_STD_MIN, LOG_STD_MAX)
+
+    def get_mean(self, obs: torch.Tensor) -> torch.Tensor:
+        return self(obs)[0]
+
+    def get_action(self, obs: torch.Tensor):
+        """A reparameterised latent sample and its policy's KL to the prior: (eps, KL(pi_theta(.|s) || N(0, I)))."""
+        mean, log_std = self(obs)
+        noise = torch.randn_like(mean)
+        eps = mean + log_std.exp() * noise
+        return eps, prior_kl(mean, log_std)
+
+    def reset_to_prior(self):
+        """Make pi_theta(eps|s) exactly N(0, I) for every s: mean head 0, log-std head 0 (inside its clamp range)."""
+        for head in (self.fc_mean, self.fc_logstd):
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
+
+
+class ReplayBuffer:
+    """Transitions in preallocated float32 numpy arrays, a ring that overwrites the oldest once full; a sample is
+    numpy fancy indexing wrapped by torch.from_numpy, so no tensor is built per stored step. Each transition keeps its
+    pre-squash action too, so that its latent can be recomputed when the decoder changes."""
+
+    def __init__(self, size: int, obs_dim: int, action_dim: int, seed: int):
+        self.size, self.pos, self.count = size, 0, 0
+        self.obs = np.zeros((size, obs_dim), dtype=np.float32)
+        self.next_obs = np.zeros((size, obs_dim), dtype=np.float32)
+        self.actions = np.zeros((size, action_dim), dtype=np.float32)
+        self.pre_squash_actions = np.zeros((size, action_dim), dtype=np.float32)
+        self.rewards = np.zeros(size, dtype=np.float32)
+        self.terminations = np.zeros(size, dtype=np.float32)
+        self.rng = np.random.default_rng(seed)
+
+    def add(self, obs, next_obs, actions, rewards, terminations, pre_squash_actions):
+        """Store one vector step: a batch of num_envs transitions."""
+        idx = (self.pos + np.arange(len(obs))) % self.size
+        self.obs[idx], self.next_obs[idx], self.actions[idx] = obs, next_obs, actions
+        self.pre_squash_actions[idx] = pre_squash_actions
+        self.rewards[idx], self.terminations[idx] = rewards, terminations
+        self.pos = int(idx[-1] + 1) % self.size
+        self.count = min(self.count + len(obs), self.size)
+
+    def sample(self, batch_size: int):
+        """(obs, next_obs, actions, rewards, terminations) of batch_size transitions drawn uniformly with replacement."""
+        idx = self.rng.integers(0, self.count, batch_size)
+        fields = (self.obs, self.next_obs, self.actions, self.rewards, self.terminations)
+        return tuple(torch.from_numpy(field[idx]) for field in fields)
+
+
+def real_next_obs(next_obs: np.ndarray, terminations: np.ndarray, truncations: np.ndarray, infos: dict) -> np.ndarray:
+    """The observation each transition really led to. With SAME_STEP autoreset an env whose episode ended returns
+    the next episode's first observation; its true last one is in infos["final_obs"]. The critic bootstraps from it
+    after a truncation (a time limit is not a terminal state); after a termination it is masked out anyway."""
+    ended = terminations | truncations
+    if not ended.any():
+        return next_obs
+    next_obs = next_obs.copy()
+    next_obs[ended] = np.stack(infos["final_obs"][ended])
+    return next_obs
+
+
+def soft_q_target(rewards, terminations, next_q_values, next_kl, alpha, gamma: float) -> torch.Tensor:
+    """Soft Bellman target r + gamma (1 - terminated) (min_k Q'_k(s', eps') - alpha KL(pi(.|s') || N(0, I))),
+    eps' ~ pi(.|s'): the KL to the prior replaces SAC's log pi (the negative entropy).
+    Only terminations cut the bootstrap: truncated transitions bootstrap from their true last observation."""
+    return rewards + gamma * (1.0 - terminations) * (next_q_values.min(0).values - alpha * next_kl)
+
+
+def update_critics(qf: SoftQNetwork, qf_target: SoftQNetwork, q_optimizer, actor: Actor, batch: tuple, alpha, gamma: float):
+    """One gradient step of every critic toward the soft target; returns (Q-values, per-critic MSE, summed MSE)."""
+    b_obs, b_next_obs, b_actions, b_rewards, b_terminations = batch
+    with torch.no_grad():
+        next_actions, next_kl = actor.get_action(b_next_obs)
+        next_q_target = soft_q_target(b_rewards, b_terminations, qf_target(b_next_obs, next_actions), next_kl, alpha, gamma)
+    q_values = qf(b_obs, b_actions)
+    qf_losses = ((q_values - next_q_target) ** 2).mean(1)  # one MSE per critic
+    qf_loss = qf_losses.sum()
+
+    q_optimizer.zero_grad(set_to_none=True)
+    qf_loss.backward()
+    q_optimizer.step()
+    return q_values.detach(), qf_losses.detach(), qf_loss.detach()
+
+
+@torch.no_grad()
+def soft_update(target_params: list, params: list, tau: float):
+    """Polyak averaging target <- (1 - tau) target + tau online, in two fused ops over all tensors."""
+    torch._foreach_mul_(target_params, 1.0 - tau)
+    torch._foreach_add_(target_params, params, alpha=tau)
+
+
+def log_episodes(writer: SummaryWriter, infos: dict, global_step: int) -> list:
+    """Log the raw return and length of every episode that ended in this vector step; returns the returns."""
+    if "episode" not in infos:
+        return []
+    finished = np.flatnonzero(infos["_episode"])
+    for i in finished:
+        writer.add_scalar("charts/episodic_return", infos["episode"]["r"][i], global_step)
+        writer.add_scalar("charts/episodic_length", infos["episode"]["l"][i], global_step)
+    return [float(infos["episode"]["r"][i]) for i in finished]
+
+
+@torch.no_grad()
+def evaluate(agent: Actor, decoder: FlowDecoder, envs: gym.vector.VectorEnv, seed: int) -> np.ndarray:
+    """Deterministic evaluation (eps = latent mean, deterministic flow): the return of the first episode of each env."""
+    low, high = envs.single_action_space.low, envs.single_action_space.high
+    obs, _ = envs.reset(seed=seed)
+    returns = np.zeros(envs.num_envs)
+    running = np.ones(envs.num_envs, dtype=bool)
+    while running.any():
+        obs_tensor = torch.from_numpy(obs)
+        z = decoder(obs_tensor, agent.get_mean(obs_tensor))
+        obs, reward, terminations, truncations, _ = envs.step(squash_to_bounds(z.numpy(), low, high))
+        returns += reward * running
+        running &= ~(terminations | truncations)
+    return returns
+
+
+def save_checkpoint(path: str, args: Args, actor: Actor, qf: SoftQNetwork, decoder: FlowDecoder):
+    """Everything needed to act again (args: env id, architecture; actor and decoder weights), and the critics."""
+    torch.save({"args": vars(args), "actor": actor.state_dict(), "qf": qf.state_dict(), "decoder": decoder.state_dict()}, path)
+
+
+def load_checkpoint(path: str, num_episodes: int):
+    """Returns (args, actor, decoder, envs): the saved run's args, its networks, and num_episodes envs to evaluate on."""
+    checkpoint = torch.load(path, weights_only=False)
+    saved_args = Args(**checkpoint["args"])
+    envs = make_vector_env(resolve_env_id(saved_args.env_id), num_episodes, saved_args.seed + 10_000)
+    actor = Actor(envs.single_observation_space.shape[0], envs.single_action_space.shape[0])
+    actor.load_state_dict(checkpoint["actor"])
+    decoder = FlowDecoder(envs.single_observation_space.shape[0], envs.single_action_space.shape[0], saved_args.flow_steps)
+    decoder.load_state_dict(checkpoint["decoder"])
+    return saved_args, actor, decoder, envs
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    try:
+        if args.eval_checkpoint:
+            saved_args, actor, decoder, eval_envs = load_checkpoint(args.eval_checkpoint, args.eval_episodes)
+            returns = evaluate(actor, decoder, eval_envs, seed=saved_args.seed + 10_000)
+            print(
+                f"{saved_args.env_id}: deterministic return {returns.mean():.2f} +- {returns.std():.2f} over {len(returns)} episodes"
+            )
+            sys.exit(0)
+        gym_id = resolve_env_id(args.env_id)
+        # each stage's vector steps; the decoder data of every stage but the last comes out of the stage's budget
+        if args.decoder_data_steps is None:
+            args.decoder_data_steps = max(1_000, args.total_timesteps // 100)
+        decoder_data_steps = args.decoder_data_steps // max(args.num_envs, 1) * args.num_envs
+        stage_budgets = (args.total_timesteps * stage_fractions(args.num_stages)).astype(int)
+        stage_budgets[:-1] -= decoder_data_steps
+        stage_iterations = stage_budgets // max(args.num_envs, 1)
+        args.num_iterations = int(stage_iterations.sum())
+        if (
+            stage_iterations.min() < 1
+            or stage_iterations[0] * args.num_envs <= args.learning_starts
+            or (args.num_stages > 1 and decoder_data_steps < 10)
+            or min(args.num_envs, args.batch_size, args.utd) < 1
+        ):
+            raise ValueError(
+                f"--total-timesteps {args.total_timesteps} leaves stages of {(stage_iterations * args.num_envs).tolist()} env "
+                f"steps after {decoder_data_steps} --decoder-data-steps per refit: stage 0 must exceed --learning-starts "
+                f"{args.learning_starts} and every stage needs a step (or --decoder-data-steps is below 10, or --num-envs, "
+                "--batch-size or --utd below 1)"
+            )
+        envs = make_vector_env(gym_id, args.num_envs, args.seed)
+        eval_envs = make_vector_env(gym_id, args.eval_episodes, args.seed + 10_000)
+    except (ValueError, FileNotFoundError) as err:
+        sys.exit(f"error: {err}")
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    writer = SummaryWriter(f"runs/{run_name}")
+    writer.add_text(
+        "hyperparameters",
+        "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])),
+    )
+
+    # TRY NOT TO MODIFY: seeding
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.torch_threads)
+    torch.use_deterministic_algorithms(True)
+
+    obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
+    action_low, action_high = envs.single_action_space.low, envs.single_action_space.high
+
+    actor = Actor(obs_dim, action_dim)
+    qf = SoftQNetwork(obs_dim, action_dim)
+    qf_target = copy.deepcopy(qf).requires_grad_(False)
+    q_params, q_target_params = list(qf.parameters()), list(qf_target.parameters())
+    q_optimizer = optim.Adam(q_params, lr=args.q_lr, fused=True)  # fused: one kernel per step on CPU
+    actor_optimizer = optim.Adam(actor.parameters(), lr=args.policy_lr, fused=True)
+
+    # Automatic tuning of the KL coefficient
+    log_alpha = torch.tensor([float(np.log(args.alpha))], requires_grad=args.autotune)
+    alpha = log_alpha.detach().exp()
+    target_kl = args.target_kl * action_dim
+    a_optimizer = optim.Adam([log_alpha], lr=args.q_lr)
+    with torch.random.fork_rng():  # the decoder's init leaves the RNG stream as in Gaussian SAC
+        decoder = FlowDecoder(obs_dim, action_dim, args.flow_steps)
+    stage, stage_ends = 0, np.cumsum(stage_iterations)
+
+    # ALGO Logic: Storage setup
+    rb = ReplayBuffer(min(args.buffer_size, args.total_timesteps), obs_dim, action_dim, args.seed)
+
+    # TRY NOT TO MODIFY: start the game
+    global_step = 0
+    num_updates = 0
+    next_eval = next_log = 0
+    last_eval = float("nan")
+    recent_returns = []
+    start_time = last_print = time.time()
+    obs, _ = envs.reset(seed=args.seed)
+
+    for iteration in range(1, args.num_iterations + 1):
+        if global_step >= next_eval:
+            eval_start = time.time()
+            last_eval = evaluate(actor, decoder, eval_envs, seed=args.seed + 10_000).mean()
+            writer.add_scalar("eval/episodic_return", last_eval, global_step)
+            next_eval = (global_step // args.eval_every + 1) * args.eval_every  # the next multiple, after any jump
+            start_time += time.time() - eval_start  # SPS measures training only
+
+        # ALGO LOGIC: put action logic here
+        with torch.no_grad():
+            if global_step < args.learning_starts:  # warm-up: eps ~ N(0, I), the prior, so stage 0 = Gaussian SAC's draws
+                actions = torch.randn(args.num_envs, action_dim)
+            else:
+                actions, _ = actor.get_action(torch.from_numpy(obs))
+            z = decoder(torch.from_numpy(obs), actions)
+
+        # TRY NOT TO MODIFY: execute the game and log data.
+        global_step += args.num_envs
+        next_obs, rewards, terminations, truncations, infos = envs.step(squash_to_bounds(z.numpy(), action_low, action_high))
+        recent_returns += log_episodes(writer, infos, global_step)
+
+        # TRY NOT TO MODIFY: save data to replay buffer; the true last observation of a finished episode, and
+        # terminations only as the done flag (a truncated episode's last state is not terminal)
+        rb.add(
+            obs, real_next_obs(next_obs, terminations, truncations, infos), actions.numpy(), rewards, terminations, z.numpy()
+        )
+        obs = next_obs
+
+        # ALGO LOGIC: training.
+        if global_step >= args.learning_starts:
+            for _ in range(args.utd * args.num_envs):
+                num_updates += 1
+                batch = rb.sample(args.batch_size)
+                q_values, qf_losses, qf_loss = update_critics(qf, qf_target, q_optimizer, actor, batch, alpha, args.gamma)
+
+                # delayed policy updates (TD3): one actor and temperature step per policy_frequency critic steps
+                if num_updates % args.policy_frequency == 0:
+                    b_obs = batch[0]
+                    pi_actions, kl = actor.get_action(b_obs)
+                    min_qf_pi = qf(b_obs, pi_actions, detach_params=True).min(0).values
+                    actor_loss = (alpha * kl - min_qf_pi).mean()
+                    # the coefficient's loss, on the same sample: alpha grows while the KL exceeds its target
+                    alpha_loss = (-log_alpha.exp() * (kl.detach() - target_kl)).mean()
+
+                    actor_optimizer.zero_grad(set_to_none=True)
+                    a_optimizer.zero_grad(set_to_none=True)
+                    (actor_loss + alpha_loss).backward()  # one backward pass; alpha_loss reaches log_alpha only
+                    actor_optimizer.step()
+                    if args.autotune:
+                        a_optimizer.step()
+                        alpha = log_alpha.detach().exp()
+
+                # update the target networks
+                if num_updates % args.target_network_frequency == 0:
+                    soft_update(q_target_params, q_params, args.tau)
+
+            if global_step >= next_log and num_updates >= args.policy_frequency:
+                next_log = (global_step // args.log_every + 1) * args.log_every
+                if not (torch.isfinite(qf_loss) and torch.isfinite(actor_loss)):
+                    sys.exit(
+                        f"error: non-finite loss (critic {qf_loss.item()}, actor {actor_loss.item()}) at step {global_step}; "
+                        "stopping before the run writes garbage"
+                    )
+                sps = int(global_step / (time.time() - start_time))
+                writer.add_scalar("losses/qf1_values", q_values[0].mean().item(), global_step)
+                writer.add_scalar("losses/qf1_loss", qf_losses[0].item(), global_step)
+                writer.add_scalar("losses/qf2_loss", qf_losses[1].item(), global_step)
+                writer.add_scalar("losses/qf_loss", qf_loss.item() / 2.0, global_step)
+                writer.add_scalar("losses/actor_loss", actor_loss.item(), global_step)
+                writer.add_scalar("losses/alpha", alpha.item(), global_step)
+                writer.add_scalar("losses/alpha_loss", alpha_loss.item(), global_step)
+                writer.add_scalar("losses/latent_kl", kl.mean().item(), global_step)
+                writer.add_scalar("charts/stage", stage, global_step)
+                writer.add_scalar("charts/SPS", sps, global_step)
+                if time.time() - last_print > 5:
+                    last_print = time.time()
+                    recent = f"{np.mean(recent_returns):8.1f}" if recent_returns else "     n/a"
+                    print(
+                        f"step {global_step:>10,}/{args.total_timesteps:,} | stage {stage} | SPS {sps:5d} | episodic return {recent} | "
+                        f"eval {last_eval:8.1f} | critic loss {qf_loss.item():.3f}",
+                        flush=True,
+                    )
+                    recent_returns = []
+
+        if iteration in stage_ends[:-1]:
+            # Decoder refinement (paper Sec. 4.2): fresh rollouts of the current composed policy, counted in the budget;
+            # they are ordinary experience too, so they also join the replay buffer
+            refit_start = time.time()
+            data_obs, data_actions = [], []
+            for _ in range(decoder_data_steps // args.num_envs):
+                global_step += args.num_envs
+                obs_tensor = torch.from_numpy(obs)
+                with torch.no_grad():
+                    actions, _ = actor.get_action(obs_tensor)
+                    z = decoder(obs_tensor, actions)
+                next_obs, rewards, terminations, truncations, infos = envs.step(
+                    squash_to_bounds(z.numpy(), action_low, action_high)
+                )
+                recent_returns += log_episodes(writer, infos, global_step)
+                rb.add(
+                    obs,
+                    real_next_obs(next_obs, terminations, truncations, infos),
+                    actions.numpy(),
+                    rewards,
+                    terminations,
+                    z.numpy(),
+                )
+                data_obs.append(obs_tensor)
+                data_actions.append(z)
+                obs = next_obs
+            # targets are pre-squash actions, clipped as in the paper's code: tanh(3) is already 0.995 of the bound
+            train_loss, val_loss = fit_decoder(
+                decoder,
+                torch.cat(data_obs),
+                torch.cat(data_actions).clamp(-3.0, 3.0),
+                args.decoder_epochs,
+                args.decoder_batch_size,
+                args.decoder_lr,
+                args.decoder_noise_draws,
+                args.decoder_patience,
+            )
+            if not np.isfinite(val_loss):
+                sys.exit(f"error: decoder refit diverged (train loss {train_loss}) at step {global_step}; stopping the run")
+            writer.add_scalar("losses/decoder_train", train_loss, global_step)
+            writer.add_scalar("losses/decoder_val", val_loss, global_step)
+
+            # Stage transition by relabelling: the critics and the buffer speak the OLD decoder's latents. Every stored
+            # transition keeps its pre-squash action x0; its new latent is the new decoder's inverse at x0 (decoding it
+            # gives x0 back), so the whole buffer stays usable and no warm-up is repeated. The critics are then
+            # refreshed on the relabelled buffer (policy evaluation of the reset actor) before the next stage acts.
+            stored_obs = torch.from_numpy(rb.obs[: rb.count])
+            stored_x0 = torch.from_numpy(rb.pre_squash_actions[: rb.count]).clamp(-3.0, 3.0)
+            rb.actions[: rb.count] = invert_decoder(decoder, stored_obs, stored_x0).numpy()
+            with torch.no_grad():  # round trip on ~4096 transitions spread over the buffer: decoding gives back x0?
+                check = slice(0, rb.count, max(1, rb.count // 4096))
+                round_trip = (decoder(stored_obs[check], torch.from_numpy(rb.actions[check])) - stored_x0[check]).abs()
+            writer.add_scalar("losses/relabel_error", round_trip.mean().item(), global_step)
+
+            # the next stage starts from pi_theta = N(0, I): the composed policy is the distribution just learned
+            actor.reset_to_prior()
+            actor_optimizer = optim.Adam(actor.parameters(), lr=args.policy_lr, fused=True)
+            for _ in range(args.critic_refresh_steps):
+                q_values, qf_losses, qf_loss = update_critics(
+                    qf, qf_target, q_optimizer, actor, rb.sample(args.batch_size), alpha, args.gamma
+                )
+                soft_update(q_target_params, q_params, args.tau)
+            print(
+                f"stage {stage} done: decoder refit on {len(data_obs) * args.num_envs:,} (s, a) pairs, "
+                f"train loss {train_loss:.4f}, val loss {val_loss:.4f}; {rb.count:,} transitions relabelled "
+                f"(round-trip error mean {round_trip.mean():.4f}, max {round_trip.max():.4f}), {args.critic_refresh_steps:,} "
+                "critic refresh steps "
+                f"({time.time() - refit_start:.0f} s)",
+                flush=True,
+            )
+            stage += 1
+
+    writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
+    last_eval = evaluate(actor, decoder, eval_envs, seed=args.seed + 10_000).mean()
+    writer.add_scalar("eval/episodic_return", last_eval, global_step)
+    print(f"final deterministic eval return {last_eval:.2f} after {global_step:,} steps ({time.time() - start_time:.0f} s)")
+    if args.save_model:
+        model_path = f"runs/{run_name}/{args.exp_name}.pt"
+        save_checkpoint(model_path, args, actor, qf, decoder)
+        print(
+            f"model saved to {model_path}; evaluate it with: python {os.path.basename(__file__)} --eval-checkpoint {model_path}"
+        )
+
+    envs.close()
+    eval_envs.close()
+    writer.close()

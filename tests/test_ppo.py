@@ -2,8 +2,6 @@
 
 import glob
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,26 +10,10 @@ import torch
 import gaussian_ppo
 import gorl_ppo
 from benchmark.events import read_scalars
+from tests.helpers import only_run_dir, run_script, values
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # small, fast settings for end-to-end runs; Pendulum-v1 learns in ~100k steps with these
 FAST_PPO = ["--num-envs", "8", "--num-steps", "128", "--learning-rate", "1e-3", "--eval-episodes", "4"]
-
-
-def run_script(script, *flags, cwd):
-    """Run a training script as a user would; returns the completed process (runs/ lands in cwd)."""
-    return subprocess.run(
-        [sys.executable, os.path.join(ROOT, script), *flags], cwd=cwd, capture_output=True, text=True, timeout=600
-    )
-
-
-def only_run_dir(cwd):
-    (run_dir,) = glob.glob(os.path.join(cwd, "runs", "*"))
-    return run_dir
-
-
-def values(scalars, tag):
-    return [value for _, value in scalars[tag]]
 
 
 # ---------------------------------------------------------------- decoder

@@ -2,8 +2,6 @@
 
 import glob
 import os
-import subprocess
-import sys
 
 import gymnasium as gym
 import numpy as np
@@ -13,36 +11,11 @@ import torch
 import gaussian_sac
 import gorl_sac
 from benchmark.events import read_scalars
+from tests.helpers import only_run_dir, run_script, values
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # small, fast settings for end-to-end runs (a batch of 64 keeps an update at a few ms on a laptop CPU)
 FAST_SAC = ["--batch-size", "64", "--log-every", "250"]
 FAST_GORL = ["--decoder-epochs", "5", "--critic-refresh-steps", "100"]
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """In-process tests run single-threaded like the scripts (--torch-threads 1): small nets are slower on more."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def run_script(script, *flags, cwd):
-    """Run a training script as a user would; returns the completed process (runs/ lands in cwd)."""
-    return subprocess.run(
-        [sys.executable, os.path.join(ROOT, script), *flags], cwd=cwd, capture_output=True, text=True, timeout=600
-    )
-
-
-def only_run_dir(cwd):
-    (run_dir,) = glob.glob(os.path.join(cwd, "runs", "*"))
-    return run_dir
-
-
-def values(scalars, tag):
-    return [value for _, value in scalars[tag]]
 
 
 # ---------------------------------------------------------------- soft targets and the actors

@@ -1,0 +1,358 @@
+"""Run every (method, task, seed) of a benchmark table: locally N at a time, or as a Slurm job array.
+
+The table scripts (run_all.sh, humanoids.sh, sac.sh, ablations.sh) only name their tasks, methods and seeds and call
+this file; everything else lives here. Scale is one knob per method family: --ppo-steps for PPO-type scripts and
+--sac-steps for SAC-type ones, set by --preset (paper: the paper's budgets; quick: a laptop-sized smoke run).
+
+    python benchmark/sweep.py --table main --tasks HopperStand CheetahRun --methods gorl_ppo gaussian_ppo --seeds 1 2 3 \\
+        [--preset quick] [--workers 2] [--dry-run] [--launcher slurm --partition gpu --time 48:00:00]
+
+Layout (one sweep = one table and preset): benchmark/runs/<table>/<preset>/
+    sweep.json                     what the sweep is (tasks, columns, seeds, budgets, commands): summarize.py reads it
+    <task>__<exp>__<seed>/         the run's working dir: train.log and runs/<task>__<exp>__<seed>__<time>/ (events)
+    <task>__<exp>__<seed>.done     marker of a finished run (JSON: wall time, command); finished runs are skipped
+A run without its marker is started from scratch (its partial dir is removed), so an interrupted sweep resumes by
+running the same command again. A marker whose command differs from the current one (budget changed) does not count.
+"""
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_OUT = os.path.join(ROOT, "benchmark", "runs")
+
+
+@dataclass(frozen=True)
+class Method:
+    script: str
+    family: str  # "ppo" or "sac": which budget knob applies
+
+
+METHODS = {
+    "gaussian_ppo": Method("gaussian_ppo.py", "ppo"),
+    "gorl_ppo": Method("gorl_ppo.py", "ppo"),
+    "gaussian_sac": Method("gaussian_sac.py", "sac"),
+    "gorl_sac": Method("gorl_sac.py", "sac"),
+}
+
+# paper: 180M env steps per DM Control task (humanoids too), 4M for the SAC variant (2M + 1M + 1M); evaluation every
+# 6M steps (budget / 30) over 128 deterministic episodes. quick: small enough that the main table (6 tasks x 2
+# methods x 2 seeds = 24 runs) takes about 25 minutes with one worker on a 2-core laptop (see benchmark/README.md).
+PRESETS = {
+    "paper": dict(ppo_steps=180_000_000, sac_steps=4_000_000, num_seeds=None, num_evals=30, ppo_eval_episodes=128,
+                  sac_eval_episodes=10, method_flags={}),
+    "quick": dict(ppo_steps=150_000, sac_steps=20_000, num_seeds=2, num_evals=5, ppo_eval_episodes=5, sac_eval_episodes=5,
+                  # the scripts' default 1% of the budget would refit the decoder on only 1.5k pairs at 150k steps
+                  method_flags={"gorl_ppo": ["--decoder-data-fraction", "0.03"]}),
+}  # fmt: skip
+
+
+@dataclass
+class Run:
+    task: str
+    column: str  # the exp name: a method name, or a variant's name
+    method: str
+    seed: int
+    flags: list  # everything after the script path
+    run_id: str = ""
+
+    def __post_init__(self):
+        self.run_id = f"{self.task}__{self.column}__{self.seed}"
+
+
+@dataclass
+class Sweep:
+    table: str
+    preset: str
+    sweep_dir: str
+    tasks: list
+    columns: dict  # column (exp name) -> {"method": ..., "flags": [...]}
+    seeds: list
+    budgets: dict  # family -> env steps
+    eval_every: dict  # family -> env steps
+    eval_episodes: dict  # family -> episodes
+    python: str
+    scripts_dir: str
+    runs: list = field(default_factory=list)
+
+    def command(self, run: Run) -> list:
+        return [self.python, os.path.join(self.scripts_dir, METHODS[run.method].script), *run.flags]
+
+    def run_dir(self, run: Run) -> str:
+        return os.path.join(self.sweep_dir, run.run_id)
+
+    def marker(self, run: Run) -> str:
+        return os.path.join(self.sweep_dir, run.run_id + ".done")
+
+    def is_done(self, run: Run) -> bool:
+        """Finished: the marker exists and records the same flags (a changed budget or flag means not done)."""
+        try:
+            with open(self.marker(run)) as f:
+                return json.load(f).get("flags") == run.flags
+        except (OSError, ValueError):
+            return False
+
+
+def parse_variant(text: str):
+    """'NAME=METHOD --flag value ...' -> (NAME, METHOD, [--flag, value, ...])."""
+    name, sep, rest = text.partition("=")
+    words = shlex.split(rest)
+    if not sep or not name or not words or words[0] not in METHODS:
+        raise argparse.ArgumentTypeError(
+            f"--variant {text!r}: expected NAME=METHOD [FLAGS], METHOD one of {', '.join(METHODS)}"
+        )
+    return name, words[0], words[1:]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("what to run (the table scripts set these; a later flag overrides an earlier one)")
+    g.add_argument("--table", required=True, help="table name: the sweep's dir is <out-dir>/<table>/<preset>")
+    g.add_argument("--tasks", nargs="+", required=True, help="env ids as the scripts take them (HopperStand, Hopper-v5)")
+    g.add_argument("--methods", nargs="*", default=[], choices=sorted(METHODS), help="methods run with their default flags")
+    g.add_argument("--variant", action="append", default=[], type=parse_variant, metavar="NAME=METHOD FLAGS",
+                   help="an extra column: METHOD run with FLAGS under exp name NAME (repeatable)")  # fmt: skip
+    g.add_argument("--seeds", nargs="+", type=int, required=True, help="the table's seeds (a preset may use the first few)")
+    g = p.add_argument_group("scale (defaults from --preset)")
+    g.add_argument("--preset", choices=sorted(PRESETS), default="paper", help="paper budgets, or a quick laptop run")
+    g.add_argument("--ppo-steps", type=int, help="env steps per PPO-type run (paper 180M, quick 150k)")
+    g.add_argument("--sac-steps", type=int, help="env steps per SAC-type run (paper 4M, quick 20k)")
+    g.add_argument("--num-seeds", type=int, help="use the first N of --seeds (paper: all, quick: 2)")
+    g.add_argument("--num-evals", type=int, help="evaluations per run: --eval-every = budget / N (paper 30, quick 5)")
+    g.add_argument("--eval-episodes", type=int, help="episodes per evaluation (paper 128 PPO-type / 10 SAC-type, quick 5)")
+    g.add_argument("--extra-flags", default="", help="flags appended to every command, e.g. '--num-envs 64'")
+    g = p.add_argument_group("how to run")
+    g.add_argument("--dry-run", action="store_true", help="print every command (or the Slurm script); run nothing")
+    g.add_argument("--workers", type=int, default=os.cpu_count(), help="local runs at a time (default: number of CPUs)")
+    g.add_argument("--launcher", choices=["local", "slurm"], default="local")
+    g.add_argument("--out-dir", default=DEFAULT_OUT, help="parent of the sweep dirs (default benchmark/runs)")
+    g.add_argument("--python", default=sys.executable, help="interpreter of the runs (default: this one)")
+    g.add_argument("--scripts-dir", default=ROOT, help="where the training scripts are (default: the repo root)")
+    g = p.add_argument_group("slurm (with --launcher slurm)")
+    g.add_argument("--partition", help="#SBATCH --partition")
+    g.add_argument("--time", default="72:00:00", help="#SBATCH --time per run (paper budget: days on one CPU core)")
+    g.add_argument("--cpus-per-task", type=int, default=1, help="#SBATCH --cpus-per-task (also --torch-threads)")
+    g.add_argument("--mem", default="4G", help="#SBATCH --mem per run")
+    g.add_argument(
+        "--slurm-extra", action="append", default=[], help="extra '#SBATCH' line, e.g. '--account=abc' (repeatable)"
+    )
+    return p
+
+
+def plan(args) -> Sweep:
+    """The sweep the arguments describe: budgets from the preset unless overridden, and every run's command."""
+    preset = PRESETS[args.preset]
+    budgets = {"ppo": args.ppo_steps or preset["ppo_steps"], "sac": args.sac_steps or preset["sac_steps"]}
+    num_evals = args.num_evals or preset["num_evals"]
+    eval_every = {family: max(1, steps // num_evals) for family, steps in budgets.items()}
+    eval_episodes = {
+        "ppo": args.eval_episodes or preset["ppo_eval_episodes"],
+        "sac": args.eval_episodes or preset["sac_eval_episodes"],
+    }
+    num_seeds = args.num_seeds or preset["num_seeds"] or len(args.seeds)
+    seeds = args.seeds[:num_seeds]
+    columns = {m: {"method": m, "flags": []} for m in args.methods}
+    for name, method, flags in args.variant:
+        columns[name] = {"method": method, "flags": flags}
+    if not columns:
+        raise SystemExit("error: nothing to run: give --methods and/or --variant")
+    sweep = Sweep(
+        table=args.table, preset=args.preset, sweep_dir=os.path.join(os.path.abspath(args.out_dir), args.table, args.preset),
+        tasks=list(args.tasks), columns=columns, seeds=seeds, budgets=budgets, eval_every=eval_every,
+        eval_episodes=eval_episodes, python=args.python, scripts_dir=os.path.abspath(args.scripts_dir),
+    )  # fmt: skip
+    extra = shlex.split(args.extra_flags)
+    threads = ["--torch-threads", str(args.cpus_per_task)] if args.launcher == "slurm" and args.cpus_per_task > 1 else []
+    for task in sweep.tasks:
+        for column, spec in columns.items():
+            family = METHODS[spec["method"]].family
+            for seed in seeds:
+                flags = ["--env-id", task, "--seed", str(seed), "--total-timesteps", str(budgets[family]),
+                         "--exp-name", column, "--eval-every", str(eval_every[family]),
+                         "--eval-episodes", str(eval_episodes[family]),
+                         *preset["method_flags"].get(spec["method"], []), *spec["flags"], *threads, *extra]  # fmt: skip
+                sweep.runs.append(Run(task, column, spec["method"], seed, flags))
+    return sweep
+
+
+def describe(sweep: Sweep, pending: list, workers: int, launcher: str) -> str:
+    families = sorted({METHODS[c["method"]].family for c in sweep.columns.values()})
+    lines = [f"sweep {sweep.table!r}, preset {sweep.preset!r} -> {sweep.sweep_dir}"]
+    for family in families:
+        lines.append(
+            f"  {family.upper()}-type budget: {sweep.budgets[family]:,} env steps per run; evaluation every "
+            f"{sweep.eval_every[family]:,} steps over {sweep.eval_episodes[family]} episodes"
+        )
+    lines.append(f"  tasks: {' '.join(sweep.tasks)}")
+    lines.append(f"  columns: {' '.join(sweep.columns)}; seeds: {' '.join(map(str, sweep.seeds))}")
+    how = f"{workers} at a time" if launcher == "local" else "one Slurm array task each"
+    lines.append(
+        f"  {len(sweep.runs)} runs: {len(sweep.runs) - len(pending)} already done (skipped), {len(pending)} to run, {how}"
+    )
+    return "\n".join(lines)
+
+
+def write_manifest(sweep: Sweep):
+    os.makedirs(sweep.sweep_dir, exist_ok=True)
+    manifest = asdict(sweep)
+    manifest["runs"] = [dict(asdict(run), command=sweep.command(run)) for run in sweep.runs]
+    with open(os.path.join(sweep.sweep_dir, "sweep.json"), "w") as f:
+        json.dump(manifest, f, indent=1)
+
+
+def run_env() -> dict:
+    """Environment of every run: single-threaded numerics, headless MuJoCo, the repo importable (gorl_envs)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    env.setdefault("MUJOCO_GL", "egl")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [ROOT, env.get("PYTHONPATH", "")] if p)
+    return env
+
+
+def run_one(run_dir: str, marker: str, command: list, flags: list, processes: dict = None) -> tuple:
+    """Run one command from scratch in run_dir (log: run_dir/train.log); on success write the marker.
+    Returns (exit code, wall seconds). Used by the local launcher and, through `sweep.py run-one`, by Slurm tasks."""
+    if os.path.exists(run_dir):
+        shutil.rmtree(run_dir)  # a partial earlier attempt: its event files would mix with the new ones
+    os.makedirs(run_dir)
+    start = time.time()
+    with open(os.path.join(run_dir, "train.log"), "w") as log:
+        log.write("$ " + shlex.join(command) + "\n")
+        log.flush()
+        proc = subprocess.Popen(command, cwd=run_dir, env=run_env(), stdout=log, stderr=subprocess.STDOUT)
+        if processes is not None:
+            processes[run_dir] = proc
+        returncode = proc.wait()
+        if processes is not None:
+            processes.pop(run_dir, None)
+    wall = time.time() - start
+    if returncode == 0:
+        with open(marker, "w") as f:
+            json.dump({"wall_s": round(wall, 1), "flags": flags, "command": command, "finished": time.ctime()}, f)
+    return returncode, wall
+
+
+def final_eval(log_path: str) -> str:
+    try:
+        with open(log_path) as f:
+            for line in reversed(f.read().splitlines()):
+                if line.startswith("final deterministic eval return"):
+                    return line.split()[4]
+    except OSError:
+        pass
+    return "n/a"
+
+
+def launch_local(sweep: Sweep, pending: list, workers: int) -> int:
+    failed, processes, lock, finished = [], {}, threading.Lock(), [0]
+
+    def work(run):
+        code, wall = run_one(sweep.run_dir(run), sweep.marker(run), sweep.command(run), run.flags, processes)
+        log = os.path.join(sweep.run_dir(run), "train.log")
+        with lock:
+            finished[0] += 1
+            status = f"final eval {final_eval(log)}" if code == 0 else f"FAILED (exit {code}), log {log}"
+            print(f"[{finished[0]}/{len(pending)}] {run.run_id}: {wall:.0f} s, {status}", flush=True)
+            if code != 0:
+                failed.append((run, code, log))
+
+    start = time.time()
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    try:
+        for future in as_completed([pool.submit(work, run) for run in pending]):
+            future.result()
+    except KeyboardInterrupt:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in list(processes.values()):
+            proc.terminate()
+        print("interrupted: finished runs keep their markers; run the same command again to resume", file=sys.stderr)
+        return 130
+    pool.shutdown()
+    print(f"{len(pending) - len(failed)} of {len(pending)} runs finished in {time.time() - start:.0f} s")
+    for run, code, log in failed:
+        print(f"FAILED: {run.run_id} (exit {code}); log: {log}")
+    return 1 if failed else 0
+
+
+def slurm_script(sweep: Sweep, pending: list, args) -> str:
+    """A job array with one task per pending run; each task runs `sweep.py run-one` around the run's command."""
+    sbatch = [f"--job-name=gorl-{sweep.table}-{sweep.preset}", f"--array=0-{len(pending) - 1}", f"--time={args.time}",
+              f"--cpus-per-task={args.cpus_per_task}", f"--mem={args.mem}",
+              f"--output={os.path.join(sweep.sweep_dir, 'slurm', '%A_%a.out')}"]  # fmt: skip
+    if args.partition:
+        sbatch.append(f"--partition={args.partition}")
+    sbatch += args.slurm_extra
+    lines = ["#!/bin/bash", *[f"#SBATCH {s}" for s in sbatch], ""]
+    lines += [f"# {line}" for line in describe(sweep, pending, 0, "slurm").splitlines()]
+    lines += ["export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MUJOCO_GL=${MUJOCO_GL:-egl}",
+              f"export PYTHONPATH={shlex.quote(ROOT)}${{PYTHONPATH:+:$PYTHONPATH}}", "RUNS=("]  # fmt: skip
+    this = os.path.abspath(__file__)
+    for run in pending:
+        wrapped = [sweep.python, this, "run-one", sweep.run_dir(run), sweep.marker(run), "--", *sweep.command(run)]
+        lines.append("  " + shlex.quote(shlex.join(wrapped)))
+    lines += [")", 'eval "${RUNS[$SLURM_ARRAY_TASK_ID]}"', ""]
+    return "\n".join(lines)
+
+
+def launch_slurm(sweep: Sweep, pending: list, args) -> int:
+    script = slurm_script(sweep, pending, args)
+    if args.dry_run:
+        print(script)
+        return 0
+    path = os.path.join(sweep.sweep_dir, "slurm", f"array_{time.strftime('%Y%m%d_%H%M%S')}.sh")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(script)
+    print(f"wrote {path}; submitting with sbatch")
+    return subprocess.run(["sbatch", path]).returncode
+
+
+def main_run_one(argv: list) -> int:
+    """`sweep.py run-one RUN_DIR MARKER -- COMMAND...`: one run with its log and marker (what a Slurm task does)."""
+    if len(argv) < 4 or argv[2] != "--":
+        print("usage: sweep.py run-one RUN_DIR MARKER -- COMMAND...", file=sys.stderr)
+        return 2
+    run_dir, marker, command = argv[0], argv[1], argv[3:]
+    if os.path.exists(marker):
+        print(f"{marker} exists: already done")
+        return 0
+    code, wall = run_one(run_dir, marker, command, command[2:])
+    print(f"{os.path.basename(run_dir)}: exit {code} after {wall:.0f} s; log {os.path.join(run_dir, 'train.log')}")
+    return code
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["run-one"]:
+        return main_run_one(argv[1:])
+    args = build_parser().parse_args(argv)
+    sweep = plan(args)
+    pending = [run for run in sweep.runs if not sweep.is_done(run)]
+    print(describe(sweep, pending, args.workers, args.launcher), flush=True)
+    if args.launcher == "slurm":
+        if not pending:
+            print("nothing to submit: every run is done")
+            return 0
+        if not args.dry_run:
+            write_manifest(sweep)
+        return launch_slurm(sweep, pending, args)
+    if args.dry_run:
+        done = {run.run_id for run in sweep.runs} - {run.run_id for run in pending}
+        for run in sweep.runs:
+            prefix = "# done, skipped: " if run.run_id in done else ""
+            print(f"{prefix}(cd {shlex.quote(sweep.run_dir(run))} && {shlex.join(sweep.command(run))})")
+        return 0
+    write_manifest(sweep)
+    return launch_local(sweep, pending, args.workers) if pending else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,249 @@
+"""Tests of the benchmark tooling: sweep command lists, resume, Slurm script and summaries."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+
+from benchmark import summarize, sweep
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TABLE_1 = ["CheetahRun", "FingerSpin", "FingerTurnHard", "FishSwim", "HopperStand", "WalkerWalk"]
+
+
+def table_script(name, *flags, out_dir):
+    """Run a table script (benchmark/<name>.sh) with this interpreter; returns its stdout."""
+    proc = subprocess.run(
+        ["bash", os.path.join(ROOT, "benchmark", name), "--out-dir", str(out_dir), *flags],
+        env=dict(os.environ, PYTHON=sys.executable), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def commands(stdout):
+    """The dry run's commands, each as the list of words after the script path."""
+    return [line.split(" && ", 1)[1].rstrip(")").split()[2:] for line in stdout.splitlines() if line.startswith("(cd ")]
+
+
+def flag(words, name):
+    return words[words.index(name) + 1]
+
+
+# ---------------------------------------------------------------- command lists
+
+
+def test_main_table_paper_preset_runs_every_task_method_and_seed_at_the_paper_budget(tmp_path):
+    out = table_script("run_all.sh", "--dry-run", out_dir=tmp_path)
+    runs = commands(out)
+    assert len(runs) == 6 * 2 * 5
+    assert sorted({flag(r, "--env-id") for r in runs}) == sorted(TABLE_1)
+    assert {flag(r, "--exp-name") for r in runs} == {"gorl_ppo", "gaussian_ppo"}
+    assert sorted({int(flag(r, "--seed")) for r in runs}) == [1, 2, 3, 4, 5]
+    assert {flag(r, "--total-timesteps") for r in runs} == {"180000000"}
+    assert {flag(r, "--eval-every") for r in runs} == {"6000000"} and {flag(r, "--eval-episodes") for r in runs} == {"128"}
+    keys = {(flag(r, "--env-id"), flag(r, "--exp-name"), flag(r, "--seed")) for r in runs}
+    assert len(keys) == len(runs)  # no duplicates
+    assert "180,000,000 env steps per run" in out and "60 runs: 0 already done (skipped), 60 to run" in out
+    assert not os.listdir(tmp_path)  # a dry run writes nothing
+
+
+def test_quick_preset_is_one_knob_smaller_and_scales_evaluation(tmp_path):
+    runs = commands(table_script("run_all.sh", "--preset", "quick", "--dry-run", out_dir=tmp_path))
+    assert len(runs) == 6 * 2 * 2
+    assert sorted({int(flag(r, "--seed")) for r in runs}) == [1, 2]
+    assert {flag(r, "--total-timesteps") for r in runs} == {"150000"}
+    assert {flag(r, "--eval-every") for r in runs} == {"30000"}
+    gorl = [r for r in runs if flag(r, "--exp-name") == "gorl_ppo"]
+    assert len(gorl) == 12 and all("--decoder-data-fraction" in r for r in gorl)
+    # overrides: the budget knob, the number of seeds and the task list
+    runs = commands(
+        table_script("run_all.sh", "--preset", "quick", "--ppo-steps", "50000", "--num-seeds", "1", "--tasks", "HopperStand",
+                     "--dry-run", out_dir=tmp_path)  # fmt: skip
+    )
+    assert len(runs) == 2 and {flag(r, "--total-timesteps") for r in runs} == {"50000"}
+    assert {flag(r, "--eval-every") for r in runs} == {"10000"}
+
+
+def test_other_tables_command_lists(tmp_path):
+    humanoids = commands(table_script("humanoids.sh", "--dry-run", out_dir=tmp_path))
+    assert len(humanoids) == 2 * 2 * 3
+    assert {flag(r, "--env-id") for r in humanoids} == {"HumanoidStand", "HumanoidRun"}
+    assert {flag(r, "--total-timesteps") for r in humanoids} == {"180000000"}
+
+    out = table_script("sac.sh", "--dry-run", out_dir=tmp_path)
+    sac = commands(out)
+    assert len(sac) == 3 * 2 * 5
+    assert {flag(r, "--env-id") for r in sac} == {"Hopper-v5", "Walker2d-v5", "HalfCheetah-v5"}
+    assert {flag(r, "--total-timesteps") for r in sac} == {"4000000"}
+    assert all(re.search(r"/(gorl|gaussian)_sac\.py --env-id", line) for line in out.splitlines() if line.startswith("(cd"))
+
+    ablations = commands(table_script("ablations.sh", "--dry-run", out_dir=tmp_path))
+    assert len(ablations) == 7 * 3 and {flag(r, "--env-id") for r in ablations} == {"HopperStand"}
+    variants = {flag(r, "--exp-name"): r[r.index("--eval-episodes") + 2 :] for r in ablations}
+    assert variants == {
+        "gorl_ppo": [], "gorl_ppo-stages1": ["--num-stages", "1"], "gorl_ppo-stages2": ["--num-stages", "2"],
+        "gorl_ppo-kl0": ["--latent-kl-coef", "0"], "gorl_ppo-kl1e-2": ["--latent-kl-coef", "1e-2"],
+        "gorl_ppo-flow1": ["--flow-steps", "1"], "gorl_ppo-flow5": ["--flow-steps", "5"],
+    }  # fmt: skip
+
+
+# ---------------------------------------------------------------- local launcher: resume and failures
+
+FAKE_SCRIPT = """
+import os, sys
+args = sys.argv[1:]
+seed = args[args.index("--seed") + 1]
+with open(os.path.join(os.environ["FAKE_CALLS"], f"{args[args.index('--env-id') + 1]}_{os.path.basename(__file__)}_{seed}"), "a") as f:
+    f.write("x")
+os.makedirs("runs/fake", exist_ok=True)  # the cwd is the run's own dir
+print("final deterministic eval return 1.00 after 10 steps")
+sys.exit(3 if os.environ.get("FAKE_FAIL") == seed else 0)
+"""
+
+
+def fake_sweep(tmp_path, monkeypatch, *extra):
+    scripts, calls = tmp_path / "scripts", tmp_path / "calls"
+    scripts.mkdir(exist_ok=True)
+    calls.mkdir(exist_ok=True)
+    for name in ("gorl_ppo.py", "gaussian_ppo.py"):
+        (scripts / name).write_text(FAKE_SCRIPT)
+    monkeypatch.setenv("FAKE_CALLS", str(calls))
+    argv = ["--table", "t", "--tasks", "A", "B", "--methods", "gorl_ppo", "gaussian_ppo", "--seeds", "1", "2",
+            "--ppo-steps", "1000", "--workers", "2", "--out-dir", str(tmp_path / "out"), "--scripts-dir", str(scripts), *extra]  # fmt: skip
+    return argv, calls
+
+
+def test_failed_runs_are_reported_and_finished_runs_are_skipped_on_resume(tmp_path, monkeypatch, capsys):
+    argv, calls = fake_sweep(tmp_path, monkeypatch)
+    monkeypatch.setenv("FAKE_FAIL", "2")
+    assert sweep.main(argv) == 1  # the seed-2 runs fail, the others still run
+    out = capsys.readouterr().out
+    sweep_dir = tmp_path / "out" / "t" / "paper"
+    assert len(list(calls.iterdir())) == 8
+    assert out.count("FAILED: ") == 4 and str(sweep_dir / "A__gorl_ppo__2" / "train.log") in out
+    assert sorted(p.name for p in sweep_dir.glob("*.done")) == sorted(
+        f"{t}__{m}__1.done" for t in "AB" for m in ("gorl_ppo", "gaussian_ppo")
+    )
+    marker = json.loads((sweep_dir / "A__gorl_ppo__1.done").read_text())
+    assert marker["flags"][:2] == ["--env-id", "A"] and marker["wall_s"] >= 0
+    assert (sweep_dir / "A__gorl_ppo__1" / "runs" / "fake").is_dir()  # the run's cwd is its own dir
+
+    monkeypatch.delenv("FAKE_FAIL")
+    assert sweep.main(argv) == 0  # resume: only the four failed runs run again
+    assert "8 runs: 4 already done (skipped), 4 to run" in capsys.readouterr().out
+    assert {p.name: p.read_text() for p in calls.iterdir()} == {
+        f"{t}_{m}.py_{s}": "x" * s for t in "AB" for m in ("gorl_ppo", "gaussian_ppo") for s in (1, 2)
+    }
+    assert sweep.main(argv + ["--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("# done, skipped: (cd ") == 8
+
+    # a marker whose command differs (another budget) does not count as done
+    argv_bigger = [*argv, "--ppo-steps", "2000"]
+    plan = sweep.plan(sweep.build_parser().parse_args(argv_bigger))
+    assert not any(plan.is_done(run) for run in plan.runs)
+
+
+def test_is_done_needs_a_marker_with_the_same_flags(tmp_path):
+    args = sweep.build_parser().parse_args(["--table", "t", "--tasks", "A", "--methods", "gorl_ppo", "--seeds", "1",
+                                            "--out-dir", str(tmp_path)])  # fmt: skip
+    plan = sweep.plan(args)
+    (run,) = plan.runs
+    assert not plan.is_done(run)
+    os.makedirs(plan.sweep_dir)
+    with open(plan.marker(run), "w") as f:
+        json.dump({"flags": run.flags, "wall_s": 1.0}, f)
+    assert plan.is_done(run)
+    with open(plan.marker(run), "w") as f:
+        f.write("not json")
+    assert not plan.is_done(run)
+
+
+# ---------------------------------------------------------------- slurm
+
+
+def test_slurm_script_has_one_array_task_per_pending_run(tmp_path, capsys):
+    argv = ["--table", "main", "--tasks", "HopperStand", "CheetahRun", "--methods", "gorl_ppo", "gaussian_ppo",
+            "--seeds", "1", "2", "3", "--out-dir", str(tmp_path), "--launcher", "slurm", "--partition", "cpu",
+            "--time", "12:00:00", "--cpus-per-task", "1", "--mem", "8G", "--dry-run"]  # fmt: skip
+    plan = sweep.plan(sweep.build_parser().parse_args(argv))
+    os.makedirs(plan.sweep_dir)
+    with open(plan.marker(plan.runs[0]), "w") as f:  # one run already finished: not in the array
+        json.dump({"flags": plan.runs[0].flags}, f)
+    assert sweep.main(argv) == 0
+    script = capsys.readouterr().out.split("#!/bin/bash", 1)[1]
+    for line in ["#SBATCH --array=0-10", "#SBATCH --partition=cpu", "#SBATCH --time=12:00:00", "#SBATCH --cpus-per-task=1",
+                 "#SBATCH --mem=8G", "export OMP_NUM_THREADS=1", 'eval "${RUNS[$SLURM_ARRAY_TASK_ID]}"']:  # fmt: skip
+        assert line in script
+    entries = re.findall(r"^  '(.*)'$", script, flags=re.M)
+    assert len(entries) == 11
+    assert plan.runs[0].run_id + ".done" not in script
+    assert all(" run-one " in e and "--total-timesteps 180000000" in e for e in entries)
+    assert not os.path.exists(os.path.join(plan.sweep_dir, "sweep.json"))  # a dry run submits and writes nothing
+
+
+def test_run_one_cli_writes_log_and_marker(tmp_path):
+    run_dir, marker = tmp_path / "r", tmp_path / "r.done"
+    command = [sys.executable, "-c", "print('hello')", "--seed", "1"]
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmark", "sweep.py"), "run-one", str(run_dir), str(marker),
+                           "--", *command], capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "hello" in (run_dir / "train.log").read_text()
+    assert json.loads(marker.read_text())["command"] == command
+
+
+# ---------------------------------------------------------------- summarize
+
+
+def synthetic_sweep(tmp_path):
+    """A main-table sweep of 2 tasks x 2 methods x 3 seeds with made-up event files; one run never finished."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    argv = ["--table", "main", "--tasks", "HopperStand", "CheetahRun", "--methods", "gorl_ppo", "gaussian_ppo",
+            "--seeds", "1", "2", "3", "--preset", "quick", "--num-seeds", "3", "--out-dir", str(tmp_path / "runs")]  # fmt: skip
+    plan = sweep.plan(sweep.build_parser().parse_args(argv))
+    sweep.write_manifest(plan)
+    for run in plan.runs:
+        if run.run_id == "CheetahRun__gaussian_ppo__3":
+            os.makedirs(plan.run_dir(run))  # started, never finished
+            continue
+        base = 100.0 * (run.column == "gorl_ppo") + 10.0 * run.seed + (500.0 if run.task == "HopperStand" else 0.0)
+        writer = SummaryWriter(os.path.join(plan.run_dir(run), "runs", f"{run.run_id}__123"))
+        for step in range(0, 150_001, 30_000):
+            writer.add_scalar("eval/episodic_return", base * step / 150_000, step)
+            writer.add_scalar("charts/SPS", 1000 + run.seed, step)
+        writer.close()
+        with open(plan.marker(run), "w") as f:
+            json.dump({"flags": run.flags, "wall_s": 60.0 + run.seed}, f)
+    return plan
+
+
+def test_summarize_writes_tables_and_curves_and_lists_missing_runs(tmp_path):
+    plan = synthetic_sweep(tmp_path)
+    out_dir = summarize.summarize(plan.sweep_dir, str(tmp_path / "results"))
+    returns = open(os.path.join(out_dir, "returns.md")).read()
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in returns.splitlines() if line.startswith("| ")}
+    # final return = LAST eval: base; seeds 1..3 add 10, 20, 30 -> mean 20 + base, population std 8.2
+    assert rows["HopperStand"][1] == "620.0 +- 8.2 (n=3)" and rows["HopperStand"][2] == "520.0 +- 8.2 (n=3)"
+    assert rows["CheetahRun"][1] == "120.0 +- 8.2 (n=3)" and rows["CheetahRun"][2] == "15.0 +- 5.0 (n=2)"
+    assert rows["HopperStand"][3] == "286.1 +- 273.1"  # the paper's PPO
+    assert rows["HopperStand"][-1].rstrip(" |") == "733.7 +- 223.8"  # the paper's GoRL-FM
+    assert "150,000 env steps per PPO-type run" in returns and "planned seeds 1, 2, 3" in returns
+    assert "`CheetahRun__gaussian_ppo__3`: unfinished or failed" in returns
+
+    runtime = open(os.path.join(out_dir, "runtime.md")).read()
+    assert (
+        sum(line.startswith("| `") for line in runtime.splitlines()) == 11
+        and "| `HopperStand__gorl_ppo__2` | HopperStand | `gorl_ppo` | 2 | 150,000 | 62 | 1002 |" in runtime
+    )
+    assert "150,000 env steps per PPO-type run" in runtime
+    assert os.path.getsize(os.path.join(out_dir, "curves.png")) > 10_000
+
+
+def test_curve_averages_seeds_on_common_steps():
+    records = [{"eval": [(0, 0.0), (10, 10.0), (20, 20.0)]}, {"eval": [(0, 2.0), (10, 4.0)]}]
+    steps, mean, std = summarize.curve(records)
+    assert steps.tolist() == [0, 10] and mean.tolist() == [1.0, 7.0] and std.tolist() == [1.0, 3.0]

@@ -195,6 +195,7 @@ def plot_curves(sweep: dict, found: dict, path: str):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     tasks, columns = sweep["tasks"], list(sweep["columns"])
     ncols = min(3, len(tasks))
@@ -209,6 +210,7 @@ def plot_curves(sweep: dict, found: dict, path: str):
             ax.plot(steps, mean, color=f"C{i}", label=f"{column} (n={len(records)})")
             ax.fill_between(steps, mean - std, mean + std, color=f"C{i}", alpha=0.2)
         ax.set_title(task)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.EngFormatter())  # 150k, 6M: no overlapping tick labels
         ax.set_xlabel("env steps")
         ax.set_ylabel("eval return")
         ax.grid(alpha=0.3)

@@ -50,7 +50,7 @@ class Args:
     dm_control/<domain>-<task>-v0 id, or any gymnasium id with a Box action space (Pendulum-v1, Hopper-v5,
     gorl_envs:BimodalBandit-v0)"""
     total_timesteps: int = 10_000_000
-    """total environment steps of training (under an hour at the 3-4k SPS measured on a 2-core CPU)"""
+    """total environment steps of training (about an hour at the ~3k SPS measured on a 2-core CPU)"""
     learning_rate: float = 3e-4
     """the learning rate of the Adam optimizer"""
     num_envs: int = 32

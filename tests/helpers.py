@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import torch
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -22,3 +24,10 @@ def only_run_dir(cwd):
 
 def values(scalars, tag):
     return [value for _, value in scalars[tag]]
+
+
+def two_mode_dataset(num: int, noise: float):
+    """(obs, actions) with a = 0.3 s_0 +- 0.6 + noise: at every state two modes, whose position depends on the state."""
+    obs = torch.rand(num, 2) * 2 - 1
+    signs = torch.randint(0, 2, (num, 1)).float() * 2 - 1
+    return obs, 0.3 * obs[:, :1] + 0.6 * signs + noise * torch.randn(num, 1)

@@ -11,7 +11,7 @@ import torch
 import gaussian_sac
 import gorl_sac
 from benchmark.events import read_scalars
-from tests.helpers import only_run_dir, run_script, values
+from tests.helpers import only_run_dir, run_script, two_mode_dataset, values
 
 # small, fast settings for end-to-end runs (a batch of 64 keeps an update at a few ms on a laptop CPU)
 FAST_SAC = ["--batch-size", "64", "--log-every", "250"]
@@ -217,9 +217,7 @@ def test_relabelled_latents_decode_back_to_the_stored_actions():
     """The buffer relabelling at a stage change: the new decoder's inverse of each stored pre-squash action decodes
     back to that action, for a decoder fit on a state-dependent two-mode distribution."""
     torch.manual_seed(0)
-    obs = torch.rand(2000, 2) * 2 - 1
-    signs = torch.randint(0, 2, (2000, 1)).float() * 2 - 1
-    actions = 0.3 * obs[:, :1] + 0.6 * signs + 0.05 * torch.randn(2000, 1)
+    obs, actions = two_mode_dataset(2000, noise=0.05)
     decoder = gorl_sac.FlowDecoder(obs_dim=2, action_dim=1, flow_steps=10)
     _, val_loss = gorl_sac.fit_decoder(decoder, obs, actions, epochs=20, batch_size=1024, lr=3e-3, noise_draws=8, patience=20)
     assert np.isfinite(val_loss)

@@ -11,13 +11,12 @@ A tanh-squashed Gaussian can put at most about 21.7% of its mass within 0.2 of e
 Gaussian policy can have; that is what tests/test_benchmark.py asks of GoRL.
 
 Result (benchmark/results/multimodality.md): NOT reproduced. Both methods put 100% of their mass on one mode, the
-same one for a given seed (stage 0 of GoRL is Gaussian PPO). This is expected of this design at a single state: the
-decoder is refit on the composed policy's own actions, which are Gaussian in pre-squash space after stage 0, and the
-flow that maps N(0, 1) to a 1-D Gaussian is affine; the next stage's Gaussian latent pushed through an affine decoder
-is Gaussian again, so the policy never leaves the tanh-Gaussian family except through fit error. Multimodality has to
-enter through the decoder pooling different actions of nearby states (as in the paper's HopperStand figure); on a
-contextual variant whose preferred mode flips with a context c, the well-fitted decoder mixed the two modes only in a
-band about 0.03 wide around its switch point, with mass passing through the middle (an exploratory run, not kept).
+same one for a given seed (stage 0 of GoRL is Gaussian PPO). At a single state this design cannot do otherwise: the
+decoder is refit on the composed policy's own pre-squash actions, which are Gaussian after stage 0; the flow that
+carries N(0, 1) onto a 1-D Gaussian is affine (tests/test_ppo.py checks that the fitted decoder is), so the next
+stage's Gaussian latent decodes to a Gaussian again, stage after stage. A 1-D flow is monotone and puts out two modes
+only when it was fit on two. Multimodality has to enter through the decoder pooling the different actions of nearby
+states (as in the paper's HopperStand figure, at 180M steps); see benchmark/README.md for a contextual variant.
 """
 
 import argparse

@@ -10,7 +10,7 @@ import torch
 import gaussian_ppo
 import gorl_ppo
 from benchmark.events import read_scalars
-from tests.helpers import only_run_dir, run_script, values
+from tests.helpers import only_run_dir, run_script, two_mode_dataset, values
 
 # small, fast settings for end-to-end runs; Pendulum-v1 learns in ~100k steps with these
 FAST_PPO = ["--num-envs", "8", "--num-steps", "128", "--learning-rate", "1e-3", "--eval-episodes", "4"]
@@ -28,10 +28,7 @@ def test_identity_decoder_returns_z_exactly():
 
 def test_decoder_learns_a_bimodal_conditional_distribution_that_a_gaussian_cannot():
     torch.manual_seed(0)
-    # a = 0.3 s_0 +- 0.6: two modes whose position depends on the state
-    obs = torch.rand(4000, 2) * 2 - 1
-    signs = torch.randint(0, 2, (4000, 1)).float() * 2 - 1
-    actions = 0.3 * obs[:, :1] + 0.6 * signs + 0.02 * torch.randn(4000, 1)
+    obs, actions = two_mode_dataset(4000, noise=0.02)
     decoder = gorl_ppo.FlowDecoder(obs_dim=2, action_dim=1, flow_steps=10)
     _, val_loss = gorl_ppo.fit_decoder(decoder, obs, actions, epochs=60, batch_size=1024, lr=3e-3, noise_draws=8, patience=60)
     assert np.isfinite(val_loss)
@@ -50,6 +47,22 @@ def test_decoder_learns_a_bimodal_conditional_distribution_that_a_gaussian_canno
     gaussian = torch.distributions.Normal(centre, 0.6)
     gaussian_between = (gaussian.cdf(torch.tensor(centre + 0.3)) - gaussian.cdf(torch.tensor(centre - 0.3))).item()
     assert gaussian_between > 0.3 > between
+
+
+def test_decoder_fit_on_gaussian_actions_at_one_state_is_affine():
+    """Why GoRL stays unimodal on a one-state task (benchmark/multimodality.py): refit on the actions of a Gaussian
+    policy, the flow from N(0, 1) is the affine map m + s z, so the next stage's Gaussian latent decodes to a Gaussian."""
+    torch.manual_seed(0)
+    obs, actions = torch.zeros(3000, 1), 0.7 + 0.3 * torch.randn(3000, 1)
+    decoder = gorl_ppo.FlowDecoder(obs_dim=1, action_dim=1, flow_steps=10)
+    gorl_ppo.fit_decoder(decoder, obs, actions, epochs=60, batch_size=512, lr=1e-3, noise_draws=8, patience=20)
+    z = torch.linspace(-2.5, 2.5, 101)
+    with torch.no_grad():
+        decoded = decoder(torch.zeros(101, 1), z.unsqueeze(1)).squeeze(1).numpy()
+    slope, intercept = np.polyfit(z.numpy(), decoded, 1)
+    assert abs(intercept - 0.7) < 0.03 and 0.2 < slope < 0.35, (intercept, slope)  # 10 Euler steps shrink s a little
+    # straight: the worst deviation from the line is a small fraction of the decoded range (5 std wide)
+    assert np.abs(decoded - (intercept + slope * z.numpy())).max() < 0.05 * 5 * slope
 
 
 # ---------------------------------------------------------------- PPO pieces

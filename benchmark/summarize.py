@@ -224,7 +224,7 @@ def plot_curves(sweep: dict, found: dict, path: str):
     plt.close(fig)
 
 
-def summarize(sweep_dir: str, out_dir: str = None) -> str:
+def summarize(sweep_dir: str, out_dir: str | None = None) -> str:
     sweep = load_sweep(sweep_dir)
     sweep["sweep_dir"] = os.path.abspath(sweep_dir)  # the sweep may have moved since
     out_dir = out_dir or os.path.join(ROOT, "benchmark", "results", sweep["table"], sweep["preset"])

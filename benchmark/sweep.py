@@ -217,7 +217,7 @@ def run_env() -> dict:
     return env
 
 
-def run_one(run_dir: str, marker: str, command: list, flags: list, processes: dict = None) -> tuple:
+def run_one(run_dir: str, marker: str, command: list, flags: list, processes: dict | None = None) -> tuple:
     """Run one command from scratch in run_dir (log: run_dir/train.log); on success write the marker.
     Returns (exit code, wall seconds). Used by the local launcher and, through `sweep.py run-one`, by Slurm tasks."""
     if os.path.exists(run_dir):

@@ -15,6 +15,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TABLE_1 = ["CheetahRun", "FingerSpin", "FingerTurnHard", "FishSwim", "HopperStand", "WalkerWalk"]
 
 
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
 def table_script(name, *flags, out_dir):
     """Run a table script (benchmark/<name>.sh) with this interpreter; returns its stdout."""
     proc = subprocess.run(
@@ -180,7 +185,7 @@ def test_slurm_script_has_one_array_task_per_pending_run(tmp_path, capsys):
     for line in ["#SBATCH --array=0-10", "#SBATCH --partition=cpu", "#SBATCH --time=12:00:00", "#SBATCH --cpus-per-task=1",
                  "#SBATCH --mem=8G", "export OMP_NUM_THREADS=1", 'eval "${RUNS[$SLURM_ARRAY_TASK_ID]}"']:  # fmt: skip
         assert line in script
-    entries = re.findall(r"^  '(.*)'$", script, flags=re.M)
+    entries = re.findall(r"^  '(.*)'$", script, flags=re.MULTILINE)
     assert len(entries) == 11
     assert plan.runs[0].run_id + ".done" not in script
     assert all(" run-one " in e and "--total-timesteps 180000000" in e for e in entries)
@@ -226,7 +231,7 @@ def synthetic_sweep(tmp_path):
 def test_summarize_writes_tables_and_curves_and_lists_missing_runs(tmp_path):
     plan = synthetic_sweep(tmp_path)
     out_dir = summarize.summarize(plan.sweep_dir, str(tmp_path / "results"))
-    returns = open(os.path.join(out_dir, "returns.md")).read()
+    returns = read(os.path.join(out_dir, "returns.md"))
     rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in returns.splitlines() if line.startswith("| ")}
     # final return = LAST eval: base; seeds 1..3 add 10, 20, 30 -> mean 20 + base, population std 8.2
     assert rows["HopperStand"][1] == "620.0 +- 8.2 (n=3)" and rows["HopperStand"][2] == "520.0 +- 8.2 (n=3)"
@@ -236,7 +241,7 @@ def test_summarize_writes_tables_and_curves_and_lists_missing_runs(tmp_path):
     assert "150,000 env steps per PPO-type run" in returns and "planned seeds 1, 2, 3" in returns
     assert "`CheetahRun__gaussian_ppo__3`: unfinished or failed" in returns
 
-    runtime = open(os.path.join(out_dir, "runtime.md")).read()
+    runtime = read(os.path.join(out_dir, "runtime.md"))
     assert (
         sum(line.startswith("| `") for line in runtime.splitlines()) == 11
         and "| `HopperStand__gorl_ppo__2` | HopperStand | `gorl_ppo` | 2 | 150,000 | 62 | 1002 |" in runtime

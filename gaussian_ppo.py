@@ -9,6 +9,7 @@ rescale(tanh(z)) to the env's Box bounds, and PPO's log-probs, ratios and entrop
 import difflib
 import importlib
 import os
+import pickle
 import random
 import sys
 import time
@@ -120,6 +121,9 @@ def resolve_env_id(env_id: str) -> str:
             importlib.import_module(module)
         except ImportError as err:
             raise ValueError(f"cannot import {module!r} to register {env_id!r}: {err}") from None
+        if env_id not in gym.registry:
+            own = [name for name, spec in gym.registry.items() if str(spec.entry_point).startswith(f"{module}:")]
+            raise ValueError(f"importing {module!r} registers no {env_id!r}; it registers: {', '.join(own) or 'nothing'}")
     tasks = dm_control_tasks()
     if env_id in tasks:
         return tasks[env_id]
@@ -278,14 +282,37 @@ def evaluate(agent: Agent, envs: gym.vector.VectorEnv, seed: int) -> np.ndarray:
     return returns
 
 
+POSITIVE_FLAGS = ("num_envs", "num_steps", "num_minibatches", "update_epochs", "eval_every", "eval_episodes", "torch_threads")
+
+
+def check_args(args: Args):
+    """One-line errors for flag values that no run can use (the budget is checked once the batch size is known)."""
+    for name in POSITIVE_FLAGS:
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    batch_size = args.num_envs * args.num_steps
+    if batch_size % args.num_minibatches:
+        raise ValueError(
+            f"--num-minibatches {args.num_minibatches} does not divide the rollout batch (--num-envs x --num-steps = "
+            f"{batch_size}) into equal minibatches"
+        )
+
+
 def save_checkpoint(path: str, args: Args, agent: Agent):
     """Everything needed to act again: args (env id, architecture), weights and observation statistics."""
-    torch.save({"args": vars(args), "agent": agent.state_dict()}, path)
+    torch.save({"script": os.path.basename(__file__), "args": vars(args), "agent": agent.state_dict()}, path)
 
 
 def load_checkpoint(path: str, num_episodes: int):
     """Returns (args, agent, envs): the saved run's args, its agent, and num_episodes envs to evaluate it on."""
-    checkpoint = torch.load(path, weights_only=False)
+    script = os.path.basename(__file__)
+    try:
+        checkpoint = torch.load(path, weights_only=False)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        raise ValueError(f"--eval-checkpoint {path} cannot be read as a checkpoint: {err}") from None
+    saved_by = checkpoint.get("script", script) if isinstance(checkpoint, dict) else "no script of this project"
+    if saved_by != script:
+        raise ValueError(f"--eval-checkpoint {path} was saved by {saved_by}, not {script}: evaluate it with that script")
     saved_args = Args(**checkpoint["args"])
     envs = make_vector_env(resolve_env_id(saved_args.env_id), num_episodes, saved_args.seed + 10_000)
     agent = Agent(envs.single_observation_space.shape[0], envs.single_action_space.shape[0])
@@ -296,6 +323,7 @@ def load_checkpoint(path: str, num_episodes: int):
 if __name__ == "__main__":
     args = tyro.cli(Args)
     try:
+        check_args(args)
         if args.eval_checkpoint:
             saved_args, agent, eval_envs = load_checkpoint(args.eval_checkpoint, args.eval_episodes)
             returns = evaluate(agent, eval_envs, seed=saved_args.seed + 10_000)
@@ -307,15 +335,20 @@ if __name__ == "__main__":
         args.batch_size = int(args.num_envs * args.num_steps)
         args.minibatch_size = int(args.batch_size // args.num_minibatches)
         args.num_iterations = args.total_timesteps // args.batch_size
-        if args.num_iterations < 1 or args.minibatch_size < 1:
+        if args.num_iterations < 1:
             raise ValueError(
-                f"--total-timesteps {args.total_timesteps} is less than one rollout batch (--num-envs x --num-steps = "
-                f"{args.batch_size}) or --num-minibatches {args.num_minibatches} exceeds the batch"
+                f"--total-timesteps {args.total_timesteps} is less than one rollout batch: it must be at least --num-envs x "
+                f"--num-steps = {args.batch_size}"
             )
+        planned_steps = args.num_iterations * args.batch_size
         envs = make_vector_env(gym_id, args.num_envs, args.seed, args.async_envs)
         eval_envs = make_vector_env(gym_id, args.eval_episodes, args.seed + 10_000)
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
+    if planned_steps < args.total_timesteps:
+        print(
+            f"note: {planned_steps:,} of the {args.total_timesteps:,} --total-timesteps will run (whole rollout batches of {args.batch_size})"
+        )
     run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
     writer = SummaryWriter(f"runs/{run_name}")
     writer.add_text(
@@ -350,7 +383,7 @@ if __name__ == "__main__":
     # TRY NOT TO MODIFY: start the game
     global_step = 0
     next_eval = 0
-    last_eval = float("nan")
+    last_eval, last_eval_step = float("nan"), 0
     recent_returns = []
     start_time = last_print = time.time()
     next_obs, _ = envs.reset(seed=args.seed)
@@ -358,7 +391,7 @@ if __name__ == "__main__":
     for iteration in range(1, args.num_iterations + 1):
         if global_step >= next_eval:
             eval_start = time.time()
-            last_eval = evaluate(agent, eval_envs, seed=args.seed + 10_000).mean()
+            last_eval, last_eval_step = evaluate(agent, eval_envs, seed=args.seed + 10_000).mean(), global_step
             writer.add_scalar("eval/episodic_return", last_eval, global_step)
             next_eval += args.eval_every
             start_time += time.time() - eval_start  # SPS measures training only
@@ -450,6 +483,10 @@ if __name__ == "__main__":
                 entropy_loss = entropy.mean()
                 loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef
 
+                if not torch.isfinite(loss):  # stop before a NaN reaches the weights
+                    sys.exit(
+                        f"error: non-finite loss ({loss.item()}) at step {global_step}; stopping before the run writes garbage"
+                    )
                 optimizer.zero_grad()
                 loss.backward()
                 nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
@@ -458,8 +495,6 @@ if __name__ == "__main__":
             if args.target_kl is not None and approx_kl > args.target_kl:
                 break
 
-        if not torch.isfinite(loss):
-            sys.exit(f"error: non-finite loss ({loss.item()}) at step {global_step}; stopping before the run writes garbage")
         # the policy acts with the statistics it was trained with; new observations enter after the update
         agent.obs_rms.update(b_obs)
 
@@ -482,8 +517,8 @@ if __name__ == "__main__":
             last_print = time.time()
             recent = f"{np.mean(recent_returns):8.1f}" if recent_returns else "     n/a"
             print(
-                f"step {global_step:>10,}/{args.total_timesteps:,} | SPS {sps:5d} | episodic return {recent} | "
-                f"eval {last_eval:8.1f} | value loss {v_loss.item():.3f}",
+                f"step {global_step:>10,}/{planned_steps:,} | SPS {sps:5d} | episodic return {recent} | "
+                f"eval {last_eval:8.1f} (step {last_eval_step:,}) | value loss {v_loss.item():.3f}",
                 flush=True,
             )
             recent_returns = []

@@ -10,6 +10,7 @@ import copy
 import difflib
 import importlib
 import os
+import pickle
 import random
 import sys
 import time
@@ -113,6 +114,9 @@ def resolve_env_id(env_id: str) -> str:
             importlib.import_module(module)
         except ImportError as err:
             raise ValueError(f"cannot import {module!r} to register {env_id!r}: {err}") from None
+        if env_id not in gym.registry:
+            own = [name for name, spec in gym.registry.items() if str(spec.entry_point).startswith(f"{module}:")]
+            raise ValueError(f"importing {module!r} registers no {env_id!r}; it registers: {', '.join(own) or 'nothing'}")
     tasks = dm_control_tasks()
     if env_id in tasks:
         return tasks[env_id]
@@ -315,14 +319,44 @@ def evaluate(agent: Actor, envs: gym.vector.VectorEnv, seed: int) -> np.ndarray:
     return returns
 
 
+POSITIVE_FLAGS = (
+    "num_envs",
+    "buffer_size",
+    "batch_size",
+    "utd",
+    "policy_frequency",
+    "target_network_frequency",
+    "log_every",
+    "eval_every",
+    "eval_episodes",
+    "torch_threads",
+)
+
+
+def check_args(args: Args):
+    """One-line errors for flag values that no run can use (the budget is checked once the stages are known)."""
+    for name in POSITIVE_FLAGS:
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+
+
 def save_checkpoint(path: str, args: Args, actor: Actor, qf: SoftQNetwork):
     """Everything needed to act again (args: env id, architecture; actor weights), and the critics."""
-    torch.save({"args": vars(args), "actor": actor.state_dict(), "qf": qf.state_dict()}, path)
+    torch.save(
+        {"script": os.path.basename(__file__), "args": vars(args), "actor": actor.state_dict(), "qf": qf.state_dict()}, path
+    )
 
 
 def load_checkpoint(path: str, num_episodes: int):
     """Returns (args, actor, envs): the saved run's args, its actor, and num_episodes envs to evaluate it on."""
-    checkpoint = torch.load(path, weights_only=False)
+    script = os.path.basename(__file__)
+    try:
+        checkpoint = torch.load(path, weights_only=False)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        raise ValueError(f"--eval-checkpoint {path} cannot be read as a checkpoint: {err}") from None
+    saved_by = checkpoint.get("script", script) if isinstance(checkpoint, dict) else "no script of this project"
+    if saved_by != script:
+        raise ValueError(f"--eval-checkpoint {path} was saved by {saved_by}, not {script}: evaluate it with that script")
     saved_args = Args(**checkpoint["args"])
     envs = make_vector_env(resolve_env_id(saved_args.env_id), num_episodes, saved_args.seed + 10_000)
     actor = Actor(envs.single_observation_space.shape[0], envs.single_action_space.shape[0])
@@ -333,6 +367,7 @@ def load_checkpoint(path: str, num_episodes: int):
 if __name__ == "__main__":
     args = tyro.cli(Args)
     try:
+        check_args(args)
         if args.eval_checkpoint:
             saved_args, actor, eval_envs = load_checkpoint(args.eval_checkpoint, args.eval_episodes)
             returns = evaluate(actor, eval_envs, seed=saved_args.seed + 10_000)
@@ -342,10 +377,10 @@ if __name__ == "__main__":
             sys.exit(0)
         gym_id = resolve_env_id(args.env_id)
         args.num_iterations = args.total_timesteps // args.num_envs
-        if args.num_iterations * args.num_envs <= args.learning_starts or min(args.num_envs, args.batch_size, args.utd) < 1:
+        if args.num_iterations * args.num_envs <= args.learning_starts:
             raise ValueError(
                 f"--total-timesteps {args.total_timesteps} leaves no env step to learn from after --learning-starts "
-                f"{args.learning_starts} (with --num-envs {args.num_envs}), or --num-envs, --batch-size or --utd is below 1"
+                f"{args.learning_starts}: it must be at least {(args.learning_starts // args.num_envs + 1) * args.num_envs}"
             )
         envs = make_vector_env(gym_id, args.num_envs, args.seed)
         eval_envs = make_vector_env(gym_id, args.eval_episodes, args.seed + 10_000)
@@ -388,7 +423,7 @@ if __name__ == "__main__":
     global_step = 0
     num_updates = 0
     next_eval = next_log = 0
-    last_eval = float("nan")
+    last_eval, last_eval_step = float("nan"), 0
     recent_returns = []
     start_time = last_print = time.time()
     obs, _ = envs.reset(seed=args.seed)
@@ -396,7 +431,7 @@ if __name__ == "__main__":
     for iteration in range(1, args.num_iterations + 1):
         if global_step >= next_eval:
             eval_start = time.time()
-            last_eval = evaluate(actor, eval_envs, seed=args.seed + 10_000).mean()
+            last_eval, last_eval_step = evaluate(actor, eval_envs, seed=args.seed + 10_000).mean(), global_step
             writer.add_scalar("eval/episodic_return", last_eval, global_step)
             next_eval = (global_step // args.eval_every + 1) * args.eval_every  # the next multiple, after any jump
             start_time += time.time() - eval_start  # SPS measures training only
@@ -468,7 +503,7 @@ if __name__ == "__main__":
                     recent = f"{np.mean(recent_returns):8.1f}" if recent_returns else "     n/a"
                     print(
                         f"step {global_step:>10,}/{args.total_timesteps:,} | SPS {sps:5d} | episodic return {recent} | "
-                        f"eval {last_eval:8.1f} | critic loss {qf_loss.item():.3f}",
+                        f"eval {last_eval:8.1f} (step {last_eval_step:,}) | critic loss {qf_loss.item():.3f}",
                         flush=True,
                     )
                     recent_returns = []

@@ -13,6 +13,7 @@ import copy
 import difflib
 import importlib
 import os
+import pickle
 import random
 import sys
 import time
@@ -146,6 +147,9 @@ def resolve_env_id(env_id: str) -> str:
             importlib.import_module(module)
         except ImportError as err:
             raise ValueError(f"cannot import {module!r} to register {env_id!r}: {err}") from None
+        if env_id not in gym.registry:
+            own = [name for name, spec in gym.registry.items() if str(spec.entry_point).startswith(f"{module}:")]
+            raise ValueError(f"importing {module!r} registers no {env_id!r}; it registers: {', '.join(own) or 'nothing'}")
     tasks = dm_control_tasks()
     if env_id in tasks:
         return tasks[env_id]
@@ -390,14 +394,72 @@ def evaluate(agent: Agent, decoder: FlowDecoder, envs: gym.vector.VectorEnv, see
     return returns
 
 
+def plan_stages(total_timesteps: int, args: Args) -> tuple:
+    """(PPO iterations of each stage, env steps of decoder data per refit) for a budget: every env step counts, so
+    the decoder data of every stage but the last comes out of that stage's share."""
+    decoder_data_steps = max(10, int(args.decoder_data_fraction * total_timesteps) // args.num_envs) * args.num_envs
+    stage_budgets = (total_timesteps * stage_fractions(args.num_stages)).astype(int)
+    stage_budgets[:-1] -= decoder_data_steps
+    return stage_budgets // (args.num_envs * args.num_steps), decoder_data_steps
+
+
+def min_total_timesteps(args: Args) -> int:
+    """The smallest budget that gives every stage at least one PPO iteration (for the error message)."""
+    low, high = 0, args.num_envs * args.num_steps
+    while plan_stages(high, args)[0].min() < 1:
+        low, high = high, 2 * high
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if plan_stages(middle, args)[0].min() >= 1 else (middle, high)
+    return high
+
+
+POSITIVE_FLAGS = ("num_envs", "num_steps", "num_minibatches", "update_epochs", "eval_every", "eval_episodes", "torch_threads")
+POSITIVE_FLAGS += ("num_stages", "flow_steps", "decoder_epochs", "decoder_batch_size", "decoder_noise_draws")
+
+
+def check_args(args: Args):
+    """One-line errors for flag values that no run can use (the budget is checked once the batch size is known)."""
+    for name in POSITIVE_FLAGS:
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    batch_size = args.num_envs * args.num_steps
+    if batch_size % args.num_minibatches:
+        raise ValueError(
+            f"--num-minibatches {args.num_minibatches} does not divide the rollout batch (--num-envs x --num-steps = "
+            f"{batch_size}) into equal minibatches"
+        )
+    shortest_stage = stage_fractions(args.num_stages).min()
+    if args.num_stages > 1 and not 0 <= args.decoder_data_fraction < shortest_stage:
+        raise ValueError(
+            f"--decoder-data-fraction {args.decoder_data_fraction} must be in [0, {shortest_stage:.3f}): each refit's data "
+            f"comes out of a stage's budget, and the shortest of {args.num_stages} stages is {shortest_stage:.3f} of it"
+        )
+
+
 def save_checkpoint(path: str, args: Args, agent: Agent, decoder: FlowDecoder):
     """Everything needed to act again: args (env id, architecture), weights and observation statistics."""
-    torch.save({"args": vars(args), "agent": agent.state_dict(), "decoder": decoder.state_dict()}, path)
+    torch.save(
+        {
+            "script": os.path.basename(__file__),
+            "args": vars(args),
+            "agent": agent.state_dict(),
+            "decoder": decoder.state_dict(),
+        },
+        path,
+    )
 
 
 def load_checkpoint(path: str, num_episodes: int):
     """Returns (args, agent, decoder, envs): the saved run's args, its networks, and num_episodes envs to evaluate on."""
-    checkpoint = torch.load(path, weights_only=False)
+    script = os.path.basename(__file__)
+    try:
+        checkpoint = torch.load(path, weights_only=False)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        raise ValueError(f"--eval-checkpoint {path} cannot be read as a checkpoint: {err}") from None
+    saved_by = checkpoint.get("script", script) if isinstance(checkpoint, dict) else "no script of this project"
+    if saved_by != script:
+        raise ValueError(f"--eval-checkpoint {path} was saved by {saved_by}, not {script}: evaluate it with that script")
     saved_args = Args(**checkpoint["args"])
     envs = make_vector_env(resolve_env_id(saved_args.env_id), num_episodes, saved_args.seed + 10_000)
     agent = Agent(envs.single_observation_space.shape[0], envs.single_action_space.shape[0])
@@ -410,6 +472,7 @@ def load_checkpoint(path: str, num_episodes: int):
 if __name__ == "__main__":
     args = tyro.cli(Args)
     try:
+        check_args(args)
         if args.eval_checkpoint:
             saved_args, agent, decoder, eval_envs = load_checkpoint(args.eval_checkpoint, args.eval_episodes)
             returns = evaluate(agent, decoder, eval_envs, seed=saved_args.seed + 10_000)
@@ -420,22 +483,23 @@ if __name__ == "__main__":
         gym_id = resolve_env_id(args.env_id)
         args.batch_size = int(args.num_envs * args.num_steps)
         args.minibatch_size = int(args.batch_size // args.num_minibatches)
-        # each stage's PPO iterations; the decoder data of every stage but the last comes out of the stage's budget
-        decoder_data_steps = max(10, int(args.decoder_data_fraction * args.total_timesteps) // args.num_envs) * args.num_envs
-        stage_budgets = (args.total_timesteps * stage_fractions(args.num_stages)).astype(int)
-        stage_budgets[:-1] -= decoder_data_steps
-        stage_iterations = stage_budgets // args.batch_size
+        stage_iterations, decoder_data_steps = plan_stages(args.total_timesteps, args)
         args.num_iterations = int(stage_iterations.sum())
-        if stage_iterations.min() < 1 or args.minibatch_size < 1:
+        if stage_iterations.min() < 1:
             raise ValueError(
-                f"--total-timesteps {args.total_timesteps} leaves a stage less than one rollout batch (--num-envs x --num-steps"
-                f" = {args.batch_size}) after {decoder_data_steps} decoder-data steps per refit across "
-                f"{args.num_stages} --num-stages, or --num-minibatches {args.num_minibatches} exceeds the batch"
+                f"--total-timesteps {args.total_timesteps} leaves a stage shorter than one rollout batch (--num-envs x "
+                f"--num-steps = {args.batch_size}) once each refit's {decoder_data_steps} decoder-data steps are taken out: "
+                f"{args.num_stages} stages need --total-timesteps {min_total_timesteps(args)} or more"
             )
+        planned_steps = args.num_iterations * args.batch_size + (args.num_stages - 1) * decoder_data_steps
         envs = make_vector_env(gym_id, args.num_envs, args.seed, args.async_envs)
         eval_envs = make_vector_env(gym_id, args.eval_episodes, args.seed + 10_000)
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
+    if planned_steps < args.total_timesteps:
+        print(
+            f"note: {planned_steps:,} of the {args.total_timesteps:,} --total-timesteps will run (each stage in whole rollout batches of {args.batch_size}, plus the decoder data)"
+        )
     run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
     writer = SummaryWriter(f"runs/{run_name}")
     writer.add_text(
@@ -473,7 +537,7 @@ if __name__ == "__main__":
     # TRY NOT TO MODIFY: start the game
     global_step = 0
     next_eval = 0
-    last_eval = float("nan")
+    last_eval, last_eval_step = float("nan"), 0
     recent_returns = []
     start_time = last_print = time.time()
     next_obs, _ = envs.reset(seed=args.seed)
@@ -481,7 +545,7 @@ if __name__ == "__main__":
     for iteration in range(1, args.num_iterations + 1):
         if global_step >= next_eval:
             eval_start = time.time()
-            last_eval = evaluate(agent, decoder, eval_envs, seed=args.seed + 10_000).mean()
+            last_eval, last_eval_step = evaluate(agent, decoder, eval_envs, seed=args.seed + 10_000).mean(), global_step
             writer.add_scalar("eval/episodic_return", last_eval, global_step)
             next_eval += args.eval_every
             start_time += time.time() - eval_start  # SPS measures training only
@@ -575,6 +639,10 @@ if __name__ == "__main__":
                 kl_loss = kl.mean()  # pull toward the prior the decoder was trained on
                 loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef + args.latent_kl_coef * kl_loss
 
+                if not torch.isfinite(loss):  # stop before a NaN reaches the weights
+                    sys.exit(
+                        f"error: non-finite loss ({loss.item()}) at step {global_step}; stopping before the run writes garbage"
+                    )
                 optimizer.zero_grad()
                 loss.backward()
                 nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
@@ -583,8 +651,6 @@ if __name__ == "__main__":
             if args.target_kl is not None and approx_kl > args.target_kl:
                 break
 
-        if not torch.isfinite(loss):
-            sys.exit(f"error: non-finite loss ({loss.item()}) at step {global_step}; stopping before the run writes garbage")
         # the policy acts with the statistics it was trained with; new observations enter after the update
         agent.obs_rms.update(b_obs)
 
@@ -609,8 +675,8 @@ if __name__ == "__main__":
             last_print = time.time()
             recent = f"{np.mean(recent_returns):8.1f}" if recent_returns else "     n/a"
             print(
-                f"step {global_step:>10,}/{args.total_timesteps:,} | stage {stage} | SPS {sps:5d} | episodic return {recent} | "
-                f"eval {last_eval:8.1f} | value loss {v_loss.item():.3f}",
+                f"step {global_step:>10,}/{planned_steps:,} | stage {stage} | SPS {sps:5d} | episodic return {recent} | "
+                f"eval {last_eval:8.1f} (step {last_eval_step:,}) | value loss {v_loss.item():.3f}",
                 flush=True,
             )
             recent_returns = []

@@ -14,6 +14,7 @@ import copy
 import difflib
 import importlib
 import os
+import pickle
 import random
 import sys
 import time
@@ -93,13 +94,13 @@ class Args:
     flow_steps: int = 10
     """Euler steps of the decoder's flow from t=1 (x=eps) to t=0 (x=pre-squash action)"""
     decoder_data_steps: Optional[int] = None
-    """fresh env steps of the current policy collected to refit the decoder at each stage end, counted in the budget
-    (default: 1% of --total-timesteps, at least 1,000)"""
+    """fresh env steps of the current policy collected to refit the decoder at each stage end, counted in the budget;
+    None: 1% of --total-timesteps, at least 1,000"""
     decoder_epochs: int = 100
     """maximum epochs of each decoder refit"""
     decoder_batch_size: int = 512
-    """minibatch size of the decoder refit (GoRL-PPO's 8192 and rate 3e-4 suit its 100k-pair refits; on SAC's few
-    thousand pairs they make too few gradient steps and leave the decoder far from fit, measured on Pendulum-v1)"""
+    """minibatch size of the decoder refit (the paper's 8192 with rate 3e-4 suits its 512k-pair refits; on a few thousand
+    pairs that makes too few gradient steps and leaves the decoder far from fit, measured on Pendulum-v1)"""
     decoder_lr: float = 1e-3
     """learning rate of the decoder refit"""
     decoder_noise_draws: int = 8
@@ -141,6 +142,9 @@ def resolve_env_id(env_id: str) -> str:
             importlib.import_module(module)
         except ImportError as err:
             raise ValueError(f"cannot import {module!r} to register {env_id!r}: {err}") from None
+        if env_id not in gym.registry:
+            own = [name for name, spec in gym.registry.items() if str(spec.entry_point).startswith(f"{module}:")]
+            raise ValueError(f"importing {module!r} registers no {env_id!r}; it registers: {', '.join(own) or 'nothing'}")
     tasks = dm_control_tasks()
     if env_id in tasks:
         return tasks[env_id]
@@ -477,14 +481,83 @@ def evaluate(agent: Actor, decoder: FlowDecoder, envs: gym.vector.VectorEnv, see
     return returns
 
 
+def plan_stages(total_timesteps: int, args: Args) -> tuple:
+    """(vector steps of each stage, env steps of decoder data per refit) for a budget: every env step counts, so the
+    decoder data of every stage but the last comes out of that stage's share."""
+    data_steps = args.decoder_data_steps if args.decoder_data_steps is not None else max(1_000, total_timesteps // 100)
+    decoder_data_steps = data_steps // args.num_envs * args.num_envs
+    stage_budgets = (total_timesteps * stage_fractions(args.num_stages)).astype(int)
+    stage_budgets[:-1] -= decoder_data_steps
+    return stage_budgets // args.num_envs, decoder_data_steps
+
+
+def budget_fits(stage_iterations: np.ndarray, args: Args) -> bool:
+    """Every stage gets a step, and stage 0 gets past the random warm-up."""
+    return stage_iterations.min() >= 1 and stage_iterations[0] * args.num_envs > args.learning_starts
+
+
+def min_total_timesteps(args: Args) -> int:
+    """The smallest budget that fits (for the error message)."""
+    low, high = 0, args.num_envs
+    while not budget_fits(plan_stages(high, args)[0], args):
+        low, high = high, 2 * high
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if budget_fits(plan_stages(middle, args)[0], args) else (middle, high)
+    return high
+
+
+POSITIVE_FLAGS = (
+    "num_envs",
+    "buffer_size",
+    "batch_size",
+    "utd",
+    "policy_frequency",
+    "target_network_frequency",
+    "log_every",
+    "eval_every",
+    "eval_episodes",
+    "torch_threads",
+)
+POSITIVE_FLAGS += ("num_stages", "flow_steps", "decoder_epochs", "decoder_batch_size", "decoder_noise_draws")
+
+
+def check_args(args: Args):
+    """One-line errors for flag values that no run can use (the budget is checked once the stages are known)."""
+    for name in POSITIVE_FLAGS:
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.num_stages > 1 and args.decoder_data_steps is not None and args.decoder_data_steps < max(10, args.num_envs):
+        raise ValueError(
+            f"--decoder-data-steps {args.decoder_data_steps} must be at least {max(10, args.num_envs)} (10, and one step "
+            "of every env) for the decoder refits"
+        )
+
+
 def save_checkpoint(path: str, args: Args, actor: Actor, qf: SoftQNetwork, decoder: FlowDecoder):
     """Everything needed to act again (args: env id, architecture; actor and decoder weights), and the critics."""
-    torch.save({"args": vars(args), "actor": actor.state_dict(), "qf": qf.state_dict(), "decoder": decoder.state_dict()}, path)
+    torch.save(
+        {
+            "script": os.path.basename(__file__),
+            "args": vars(args),
+            "actor": actor.state_dict(),
+            "qf": qf.state_dict(),
+            "decoder": decoder.state_dict(),
+        },
+        path,
+    )
 
 
 def load_checkpoint(path: str, num_episodes: int):
     """Returns (args, actor, decoder, envs): the saved run's args, its networks, and num_episodes envs to evaluate on."""
-    checkpoint = torch.load(path, weights_only=False)
+    script = os.path.basename(__file__)
+    try:
+        checkpoint = torch.load(path, weights_only=False)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        raise ValueError(f"--eval-checkpoint {path} cannot be read as a checkpoint: {err}") from None
+    saved_by = checkpoint.get("script", script) if isinstance(checkpoint, dict) else "no script of this project"
+    if saved_by != script:
+        raise ValueError(f"--eval-checkpoint {path} was saved by {saved_by}, not {script}: evaluate it with that script")
     saved_args = Args(**checkpoint["args"])
     envs = make_vector_env(resolve_env_id(saved_args.env_id), num_episodes, saved_args.seed + 10_000)
     actor = Actor(envs.single_observation_space.shape[0], envs.single_action_space.shape[0])
@@ -497,6 +570,7 @@ def load_checkpoint(path: str, num_episodes: int):
 if __name__ == "__main__":
     args = tyro.cli(Args)
     try:
+        check_args(args)
         if args.eval_checkpoint:
             saved_args, actor, decoder, eval_envs = load_checkpoint(args.eval_checkpoint, args.eval_episodes)
             returns = evaluate(actor, decoder, eval_envs, seed=saved_args.seed + 10_000)
@@ -505,26 +579,15 @@ if __name__ == "__main__":
             )
             sys.exit(0)
         gym_id = resolve_env_id(args.env_id)
-        # each stage's vector steps; the decoder data of every stage but the last comes out of the stage's budget
-        if args.decoder_data_steps is None:
-            args.decoder_data_steps = max(1_000, args.total_timesteps // 100)
-        decoder_data_steps = args.decoder_data_steps // max(args.num_envs, 1) * args.num_envs
-        stage_budgets = (args.total_timesteps * stage_fractions(args.num_stages)).astype(int)
-        stage_budgets[:-1] -= decoder_data_steps
-        stage_iterations = stage_budgets // max(args.num_envs, 1)
-        args.num_iterations = int(stage_iterations.sum())
-        if (
-            stage_iterations.min() < 1
-            or stage_iterations[0] * args.num_envs <= args.learning_starts
-            or (args.num_stages > 1 and decoder_data_steps < 10)
-            or min(args.num_envs, args.batch_size, args.utd) < 1
-        ):
+        stage_iterations, decoder_data_steps = plan_stages(args.total_timesteps, args)
+        if not budget_fits(stage_iterations, args):
             raise ValueError(
                 f"--total-timesteps {args.total_timesteps} leaves stages of {(stage_iterations * args.num_envs).tolist()} env "
-                f"steps after {decoder_data_steps} --decoder-data-steps per refit: stage 0 must exceed --learning-starts "
-                f"{args.learning_starts} and every stage needs a step (or --decoder-data-steps is below 10, or --num-envs, "
-                "--batch-size or --utd below 1)"
+                f"steps once each refit's {decoder_data_steps} decoder-data steps are taken out; stage 0 must exceed "
+                f"--learning-starts {args.learning_starts} and every stage needs a step: it must be at least "
+                f"{min_total_timesteps(args)}"
             )
+        args.decoder_data_steps, args.num_iterations = decoder_data_steps, int(stage_iterations.sum())
         envs = make_vector_env(gym_id, args.num_envs, args.seed)
         eval_envs = make_vector_env(gym_id, args.eval_episodes, args.seed + 10_000)
     except (ValueError, FileNotFoundError) as err:
@@ -569,7 +632,7 @@ if __name__ == "__main__":
     global_step = 0
     num_updates = 0
     next_eval = next_log = 0
-    last_eval = float("nan")
+    last_eval, last_eval_step = float("nan"), 0
     recent_returns = []
     start_time = last_print = time.time()
     obs, _ = envs.reset(seed=args.seed)
@@ -577,7 +640,7 @@ if __name__ == "__main__":
     for iteration in range(1, args.num_iterations + 1):
         if global_step >= next_eval:
             eval_start = time.time()
-            last_eval = evaluate(actor, decoder, eval_envs, seed=args.seed + 10_000).mean()
+            last_eval, last_eval_step = evaluate(actor, decoder, eval_envs, seed=args.seed + 10_000).mean(), global_step
             writer.add_scalar("eval/episodic_return", last_eval, global_step)
             next_eval = (global_step // args.eval_every + 1) * args.eval_every  # the next multiple, after any jump
             start_time += time.time() - eval_start  # SPS measures training only
@@ -653,7 +716,7 @@ if __name__ == "__main__":
                     recent = f"{np.mean(recent_returns):8.1f}" if recent_returns else "     n/a"
                     print(
                         f"step {global_step:>10,}/{args.total_timesteps:,} | stage {stage} | SPS {sps:5d} | episodic return {recent} | "
-                        f"eval {last_eval:8.1f} | critic loss {qf_loss.item():.3f}",
+                        f"eval {last_eval:8.1f} (step {last_eval_step:,}) | critic loss {qf_loss.item():.3f}",
                         flush=True,
                     )
                     recent_returns = []

@@ -164,7 +164,19 @@ def test_dm_control_observations_are_flat_float32():
     [
         (["--env-id", "NoSuchTask"], "error: unknown env id 'NoSuchTask'"),
         (["--env-id", "CartPole-v1"], "error: CartPole-v1 has action space Discrete(2)"),
-        (["--env-id", "Pendulum-v1", "--total-timesteps", "100"], "error: --total-timesteps 100 leaves a stage"),
+        (
+            ["--env-id", "Pendulum-v1", "--total-timesteps", "100"],
+            "error: --total-timesteps 100 leaves a stage shorter than one rollout batch (--num-envs x --num-steps = 2048) once "
+            "each refit's 320 decoder-data steps are taken out: 4 stages need --total-timesteps 14208 or more",
+        ),
+        (["--num-envs", "4", "--num-steps", "64", "--num-minibatches", "3"], "error: --num-minibatches 3 does not divide"),
+        (["--num-envs", "0"], "error: --num-envs must be at least 1, got 0"),
+        (["--decoder-data-fraction", "0.2"], "error: --decoder-data-fraction 0.2 must be in [0, 0.167)"),
+        (["--eval-checkpoint", "."], "error: --eval-checkpoint . cannot be read as a checkpoint"),
+        (
+            ["--env-id", "gorl_envs:Nope-v0"],
+            "error: importing 'gorl_envs' registers no 'Nope-v0'; it registers: BimodalBandit-v0",
+        ),
     ],
 )
 def test_bad_input_stops_with_one_line(flags, message, tmp_path):
@@ -172,6 +184,22 @@ def test_bad_input_stops_with_one_line(flags, message, tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip().startswith(message), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_min_total_timesteps_is_the_smallest_budget_that_fits():
+    args = gorl_ppo.Args(num_envs=4, num_steps=64, decoder_data_fraction=0.05)
+    smallest = gorl_ppo.min_total_timesteps(args)
+    assert gorl_ppo.plan_stages(smallest, args)[0].min() == 1 and gorl_ppo.plan_stages(smallest - 1, args)[0].min() == 0
+
+
+@pytest.mark.parametrize("script", ["gaussian_ppo.py", "gorl_ppo.py"])
+def test_non_finite_loss_stops_the_run_before_the_update(script, tmp_path):
+    """A NaN entropy coefficient makes the first minibatch's loss NaN: the run must stop with one line, not crash later
+    on NaN weights."""
+    flags = ["--env-id", "Pendulum-v1", "--total-timesteps", "8192", "--ent-coef", "nan", *FAST_PPO]
+    result = run_script(script, *flags, cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "error: non-finite loss (nan) at step 1024; stopping before the run writes garbage"
 
 
 # ---------------------------------------------------------------- end-to-end runs
@@ -214,6 +242,13 @@ def test_gorl_ppo_runs_two_stages_on_dm_control_and_reloads(tmp_path):
     assert reloaded.returncode == 0, reloaded.stderr
     reloaded_return = float(reloaded.stdout.split("deterministic return ")[1].split()[0])
     assert reloaded_return == pytest.approx(final_eval, abs=0.01)
+    # and the other PPO script refuses it by name instead of failing on its args
+    wrong_script = run_script("gaussian_ppo.py", "--eval-checkpoint", checkpoint, cwd=tmp_path)
+    assert wrong_script.returncode == 1
+    assert (
+        wrong_script.stderr.strip()
+        == f"error: --eval-checkpoint {checkpoint} was saved by gorl_ppo.py, not gaussian_ppo.py: evaluate it with that script"
+    )
 
 
 def test_gaussian_ppo_runs_on_dm_control(tmp_path):

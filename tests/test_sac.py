@@ -246,8 +246,12 @@ def test_relabelled_latents_decode_back_to_the_stored_actions():
         (
             "gorl_sac.py",
             ["--env-id", "Pendulum-v1", "--total-timesteps", "9000"],
-            "error: --total-timesteps 9000 leaves stages of [3500, 1250, 2250] env steps after 1000 --decoder-data-steps",
+            "error: --total-timesteps 9000 leaves stages of [3500, 1250, 2250] env steps once each refit's 1000 decoder-data "
+            "steps are taken out; stage 0 must exceed --learning-starts 5000 and every stage needs a step: it must be at "
+            "least 12002",
         ),
+        ("gaussian_sac.py", ["--policy-frequency", "0"], "error: --policy-frequency must be at least 1, got 0"),
+        ("gorl_sac.py", ["--decoder-data-steps", "5"], "error: --decoder-data-steps 5 must be at least 10"),
     ],
 )
 def test_bad_input_stops_with_one_line(script, flags, message, tmp_path):

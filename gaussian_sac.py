@@ -511,7 +511,10 @@ if __name__ == "__main__":
     writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
     last_eval = evaluate(actor, eval_envs, seed=args.seed + 10_000).mean()
     writer.add_scalar("eval/episodic_return", last_eval, global_step)
-    print(f"final deterministic eval return {last_eval:.2f} after {global_step:,} steps ({time.time() - start_time:.0f} s)")
+    print(
+        f"final deterministic eval return {last_eval:.2f} after {global_step:,} steps "
+        f"({time.time() - start_time:.0f} s of training)"
+    )
     if args.save_model:
         model_path = f"runs/{run_name}/{args.exp_name}.pt"
         save_checkpoint(model_path, args, actor, qf)

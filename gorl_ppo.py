@@ -498,7 +498,8 @@ if __name__ == "__main__":
         sys.exit(f"error: {err}")
     if planned_steps < args.total_timesteps:
         print(
-            f"note: {planned_steps:,} of the {args.total_timesteps:,} --total-timesteps will run (each stage in whole rollout batches of {args.batch_size}, plus the decoder data)"
+            f"note: {planned_steps:,} of the {args.total_timesteps:,} --total-timesteps will run "
+            f"(each stage in whole rollout batches of {args.batch_size}, plus the decoder data)"
         )
     run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
     writer = SummaryWriter(f"runs/{run_name}")
@@ -723,7 +724,10 @@ if __name__ == "__main__":
 
     last_eval = evaluate(agent, decoder, eval_envs, seed=args.seed + 10_000).mean()
     writer.add_scalar("eval/episodic_return", last_eval, global_step)
-    print(f"final deterministic eval return {last_eval:.2f} after {global_step:,} steps ({time.time() - start_time:.0f} s)")
+    print(
+        f"final deterministic eval return {last_eval:.2f} after {global_step:,} steps "
+        f"({time.time() - start_time:.0f} s of training)"
+    )
     if args.save_model:
         model_path = f"runs/{run_name}/{args.exp_name}.pt"
         save_checkpoint(model_path, args, agent, decoder)

@@ -5,7 +5,11 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+import pytest
 import torch
+
+from benchmark.events import read_scalars
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -31,3 +35,21 @@ def two_mode_dataset(num: int, noise: float):
     obs = torch.rand(num, 2) * 2 - 1
     signs = torch.randint(0, 2, (num, 1)).float() * 2 - 1
     return obs, 0.3 * obs[:, :1] + 0.6 * signs + noise * torch.randn(num, 1)
+
+
+def check_two_stage_run(cwd):
+    """A finished two-stage GoRL run: evaluations logged, stage 0 then 1, finite decoder losses; returns its scalars."""
+    scalars = read_scalars(only_run_dir(cwd))
+    assert len(scalars["eval/episodic_return"]) >= 3
+    assert values(scalars, "charts/stage")[0] == 0 and values(scalars, "charts/stage")[-1] == 1
+    assert np.isfinite(values(scalars, "losses/decoder_val")).all()
+    return scalars
+
+
+def check_reload(script, cwd, final_eval, eval_episodes=1):
+    """The checkpoint acts again: its deterministic return is the run's last evaluation. Returns the checkpoint's path."""
+    (checkpoint,) = glob.glob(os.path.join(only_run_dir(cwd), "*.pt"))
+    reloaded = run_script(script, "--eval-checkpoint", checkpoint, "--eval-episodes", str(eval_episodes), cwd=cwd)
+    assert reloaded.returncode == 0, reloaded.stderr
+    assert float(reloaded.stdout.split("deterministic return ")[1].split()[0]) == pytest.approx(final_eval, abs=0.01)
+    return checkpoint

@@ -10,7 +10,7 @@ import torch
 import gaussian_ppo
 import gorl_ppo
 from benchmark.events import read_scalars
-from tests.helpers import only_run_dir, run_script, two_mode_dataset, values
+from tests.helpers import check_reload, check_two_stage_run, only_run_dir, run_script, two_mode_dataset, values
 
 # small, fast settings for end-to-end runs; Pendulum-v1 learns in ~100k steps with these
 FAST_PPO = ["--num-envs", "8", "--num-steps", "128", "--learning-rate", "1e-3", "--eval-episodes", "4"]
@@ -229,19 +229,9 @@ def test_gorl_ppo_runs_two_stages_on_dm_control_and_reloads(tmp_path):
     result = run_script("gorl_ppo.py", *flags, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "stage 0 done: decoder refit" in result.stdout
-    scalars = read_scalars(only_run_dir(tmp_path))
-    assert len(scalars["eval/episodic_return"]) >= 3
-    assert values(scalars, "charts/stage")[0] == 0 and values(scalars, "charts/stage")[-1] == 1
-    assert np.isfinite(values(scalars, "losses/decoder_val")).all()
-    final_step, final_eval = scalars["eval/episodic_return"][-1]
+    final_step, final_eval = check_two_stage_run(tmp_path)["eval/episodic_return"][-1]
     assert final_step <= 12000
-
-    # the checkpoint acts again: its deterministic return is the run's last evaluation
-    (checkpoint,) = glob.glob(os.path.join(only_run_dir(tmp_path), "*.pt"))
-    reloaded = run_script("gorl_ppo.py", "--eval-checkpoint", checkpoint, "--eval-episodes", "4", cwd=tmp_path)
-    assert reloaded.returncode == 0, reloaded.stderr
-    reloaded_return = float(reloaded.stdout.split("deterministic return ")[1].split()[0])
-    assert reloaded_return == pytest.approx(final_eval, abs=0.01)
+    checkpoint = check_reload("gorl_ppo.py", tmp_path, final_eval, eval_episodes=4)
     # and the other PPO script refuses it by name instead of failing on its args
     wrong_script = run_script("gaussian_ppo.py", "--eval-checkpoint", checkpoint, cwd=tmp_path)
     assert wrong_script.returncode == 1

@@ -1,7 +1,5 @@
 """Tests of gaussian_sac.py and gorl_sac.py: their building blocks, their CLI, and short real runs."""
 
-import glob
-import os
 
 import gymnasium as gym
 import numpy as np
@@ -11,7 +9,7 @@ import torch
 import gaussian_sac
 import gorl_sac
 from benchmark.events import read_scalars
-from tests.helpers import only_run_dir, run_script, two_mode_dataset, values
+from tests.helpers import check_reload, check_two_stage_run, only_run_dir, run_script, two_mode_dataset, values
 
 # small, fast settings for end-to-end runs (a batch of 64 keeps an update at a few ms on a laptop CPU)
 FAST_SAC = ["--batch-size", "64", "--log-every", "250"]
@@ -278,23 +276,12 @@ CARTPOLE = ["--env-id", "CartpoleBalance", "--total-timesteps", "1500", "--learn
 CARTPOLE += ["--eval-episodes", "1", "--save-model", *FAST_SAC]
 
 
-def check_reload(script, cwd, final_eval):
-    """The checkpoint acts again: its deterministic return is the run's last evaluation."""
-    (checkpoint,) = glob.glob(os.path.join(only_run_dir(cwd), "*.pt"))
-    reloaded = run_script(script, "--eval-checkpoint", checkpoint, "--eval-episodes", "1", cwd=cwd)
-    assert reloaded.returncode == 0, reloaded.stderr
-    assert float(reloaded.stdout.split("deterministic return ")[1].split()[0]) == pytest.approx(final_eval, abs=0.01)
-
-
 def test_gorl_sac_runs_two_stages_on_dm_control_and_reloads(tmp_path):
     flags = [*CARTPOLE, "--num-stages", "2", "--decoder-data-steps", "200", *FAST_GORL]
     result = run_script("gorl_sac.py", *flags, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "stage 0 done: decoder refit on 200 (s, a) pairs" in result.stdout
-    scalars = read_scalars(only_run_dir(tmp_path))
-    assert len(scalars["eval/episodic_return"]) >= 3
-    assert values(scalars, "charts/stage")[0] == 0 and values(scalars, "charts/stage")[-1] == 1
-    assert np.isfinite(values(scalars, "losses/decoder_val")).all()
+    scalars = check_two_stage_run(tmp_path)
     assert values(scalars, "losses/relabel_error")[0] < 0.05
     for tag in ["losses/qf1_loss", "losses/actor_loss", "losses/alpha", "losses/latent_kl", "charts/SPS"]:
         assert np.isfinite(values(scalars, tag)).all(), tag

@@ -51,8 +51,11 @@ class Args:
     """total environment steps of training"""
     num_envs: int = 1
     """the number of parallel environments (stepped in one process); each vector step adds num_envs transitions"""
+    action_repeat: Optional[int] = None
+    """env steps each action is held for, their rewards summed; None: 2 on DM Control tasks (the convention of
+    off-policy work there), 1 on other gymnasium ids. The budget and every step count of these flags are env steps"""
     buffer_size: int = 1_000_000
-    """the replay memory buffer size (capped at --total-timesteps)"""
+    """the replay memory buffer size (capped at the transitions the run collects)"""
     gamma: float = 0.99
     """the discount factor gamma"""
     tau: float = 0.005
@@ -66,7 +69,8 @@ class Args:
     q_lr: float = 1e-3
     """the learning rate of the Q network optimizer (and of the temperature)"""
     utd: int = 1
-    """update-to-data ratio: gradient updates of the critics per env step (the paper's SAC variant uses 20)"""
+    """update-to-data ratio: gradient updates of the critics per transition stored, i.e. per --action-repeat env
+    steps (the paper's SAC variant uses 20)"""
     policy_frequency: int = 2
     """critic updates per actor (and temperature) update: delayed policy updates, as in TD3"""
     target_network_frequency: int = 1
@@ -130,9 +134,28 @@ def resolve_env_id(env_id: str) -> str:
     )
 
 
-def make_env(env_id: str, seed: int):
+class ActionRepeat(gym.Wrapper):
+    """Hold each action for `repeat` env steps and sum their rewards; stops early where the episode ends."""
+
+    def __init__(self, env: gym.Env, repeat: int):
+        super().__init__(env)
+        self.repeat = repeat
+
+    def step(self, action):
+        total_reward = 0.0
+        for _ in range(self.repeat):
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            total_reward += float(reward)
+            if terminated or truncated:
+                break
+        return obs, total_reward, terminated, truncated, info
+
+
+def make_env(env_id: str, seed: int, action_repeat: int = 1):
     def thunk():
         env = gym.make(env_id)
+        if action_repeat > 1:
+            env = ActionRepeat(env, action_repeat)
         if isinstance(env.observation_space, gym.spaces.Dict):  # dm_control observations: a Dict of float64 arrays
             env = gym.wrappers.FlattenObservation(env)
         space = env.observation_space
@@ -145,9 +168,11 @@ def make_env(env_id: str, seed: int):
     return thunk
 
 
-def make_vector_env(env_id: str, num_envs: int, seed: int, asynchronous: bool = False) -> gym.vector.VectorEnv:
+def make_vector_env(
+    env_id: str, num_envs: int, seed: int, asynchronous: bool = False, action_repeat: int = 1
+) -> gym.vector.VectorEnv:
     """num_envs copies of env_id, checked to have a bounded Box action space, recording raw episode returns."""
-    env_fns = [make_env(env_id, seed + i) for i in range(num_envs)]
+    env_fns = [make_env(env_id, seed + i, action_repeat) for i in range(num_envs)]
     vector_env_class = gym.vector.AsyncVectorEnv if asynchronous else gym.vector.SyncVectorEnv
     # SAME_STEP autoreset: an env that finishes is reset within the same step, and its true last observation comes
     # back in infos["final_obs"], which the critic needs to bootstrap through time-limit truncations.
@@ -286,6 +311,23 @@ def update_critics(qf: SoftQNetwork, qf_target: SoftQNetwork, q_optimizer, actor
     return q_values.detach(), qf_losses.detach(), qf_loss.detach()
 
 
+def q_range_warning(critic_means: list, rewards: np.ndarray, soft_bonus: float, gamma: float) -> Optional[str]:
+    """A warning line when a critic's mean Q leaves the range a soft value can take, None inside it. Every step adds
+    a reward within those seen so far plus gamma * soft_bonus (the entropy bonus -alpha log pi; its batch mean at the
+    current alpha), so a true value lies in [lowest, highest] of that sum over 1 - gamma. The margin (10% of that range
+    plus 10% of 1 / (1 - gamma)) keeps noise quiet while all rewards are still zero."""
+    low = (rewards.min() + min(0.0, gamma * soft_bonus)) / (1.0 - gamma)
+    high = (rewards.max() + max(0.0, gamma * soft_bonus)) / (1.0 - gamma)
+    margin = 0.1 * (high - low + 1.0 / (1.0 - gamma))
+    outside = [q for q in critic_means if not low - margin <= q <= high + margin]
+    if not outside:
+        return None
+    return (
+        f"a critic's mean Q, {outside[0]:.1f}, is outside [{low:.1f}, {high:.1f}], the range that rewards in "
+        f"[{rewards.min():.2f}, {rewards.max():.2f}] and gamma {gamma} allow: the critic is diverging"
+    )
+
+
 @torch.no_grad()
 def soft_update(target_params: list, params: list, tau: float):
     """Polyak averaging target <- (1 - tau) target + tau online, in two fused ops over all tensors."""
@@ -321,6 +363,7 @@ def evaluate(agent: Actor, envs: gym.vector.VectorEnv, seed: int) -> np.ndarray:
 
 POSITIVE_FLAGS = (
     "num_envs",
+    "action_repeat",
     "buffer_size",
     "batch_size",
     "utd",
@@ -336,7 +379,7 @@ POSITIVE_FLAGS = (
 def check_args(args: Args):
     """One-line errors for flag values that no run can use (the budget is checked once the stages are known)."""
     for name in POSITIVE_FLAGS:
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
 
 
@@ -357,8 +400,10 @@ def load_checkpoint(path: str, num_episodes: int):
     saved_by = checkpoint.get("script", script) if isinstance(checkpoint, dict) else "no script of this project"
     if saved_by != script:
         raise ValueError(f"--eval-checkpoint {path} was saved by {saved_by}, not {script}: evaluate it with that script")
-    saved_args = Args(**checkpoint["args"])
-    envs = make_vector_env(resolve_env_id(saved_args.env_id), num_episodes, saved_args.seed + 10_000)
+    saved_args = Args(**{"action_repeat": 1, **checkpoint["args"]})  # checkpoints from before --action-repeat used 1
+    envs = make_vector_env(
+        resolve_env_id(saved_args.env_id), num_episodes, saved_args.seed + 10_000, action_repeat=saved_args.action_repeat
+    )
     actor = Actor(envs.single_observation_space.shape[0], envs.single_action_space.shape[0])
     actor.load_state_dict(checkpoint["actor"])
     return saved_args, actor, envs
@@ -376,14 +421,18 @@ if __name__ == "__main__":
             )
             sys.exit(0)
         gym_id = resolve_env_id(args.env_id)
-        args.num_iterations = args.total_timesteps // args.num_envs
-        if args.num_iterations * args.num_envs <= args.learning_starts:
+        if args.action_repeat is None:
+            args.action_repeat = 2 if gym_id.startswith("dm_control/") else 1
+        steps_per_iteration = args.num_envs * args.action_repeat  # env steps of one vector step
+        args.num_iterations = args.total_timesteps // steps_per_iteration
+        if args.num_iterations * steps_per_iteration <= args.learning_starts:
             raise ValueError(
                 f"--total-timesteps {args.total_timesteps} leaves no env step to learn from after --learning-starts "
-                f"{args.learning_starts}: it must be at least {(args.learning_starts // args.num_envs + 1) * args.num_envs}"
+                f"{args.learning_starts}: it must be at least "
+                f"{(args.learning_starts // steps_per_iteration + 1) * steps_per_iteration}"
             )
-        envs = make_vector_env(gym_id, args.num_envs, args.seed)
-        eval_envs = make_vector_env(gym_id, args.eval_episodes, args.seed + 10_000)
+        envs = make_vector_env(gym_id, args.num_envs, args.seed, action_repeat=args.action_repeat)
+        eval_envs = make_vector_env(gym_id, args.eval_episodes, args.seed + 10_000, action_repeat=args.action_repeat)
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
     run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
@@ -417,13 +466,14 @@ if __name__ == "__main__":
     a_optimizer = optim.Adam([log_alpha], lr=args.q_lr)
 
     # ALGO Logic: Storage setup
-    rb = ReplayBuffer(min(args.buffer_size, args.total_timesteps), obs_dim, action_dim, args.seed)
+    rb = ReplayBuffer(min(args.buffer_size, args.total_timesteps // args.action_repeat), obs_dim, action_dim, args.seed)
 
     # TRY NOT TO MODIFY: start the game
     global_step = 0
     num_updates = 0
     next_eval = next_log = 0
     last_eval, last_eval_step = float("nan"), 0
+    q_was_out_of_range = False
     recent_returns = []
     start_time = last_print = time.time()
     obs, _ = envs.reset(seed=args.seed)
@@ -445,7 +495,7 @@ if __name__ == "__main__":
                 z, actions, _ = actor.get_action(torch.from_numpy(obs))
 
         # TRY NOT TO MODIFY: execute the game and log data.
-        global_step += args.num_envs
+        global_step += args.num_envs * args.action_repeat
         next_obs, rewards, terminations, truncations, infos = envs.step(squash_to_bounds(z.numpy(), action_low, action_high))
         recent_returns += log_episodes(writer, infos, global_step)
 
@@ -498,6 +548,13 @@ if __name__ == "__main__":
                 writer.add_scalar("losses/alpha", alpha.item(), global_step)
                 writer.add_scalar("losses/alpha_loss", alpha_loss.item(), global_step)
                 writer.add_scalar("charts/SPS", sps, global_step)
+                q_warning = q_range_warning(
+                    q_values.mean(1).tolist(), rb.rewards[: rb.count], -(alpha * log_pi).mean().item(), args.gamma
+                )
+                writer.add_scalar("charts/q_out_of_range", float(q_warning is not None), global_step)
+                if q_warning and not q_was_out_of_range:  # one line when it leaves the range, not one per log
+                    print(f"warning at step {global_step:,}: {q_warning}", flush=True)
+                q_was_out_of_range = q_warning is not None
                 if time.time() - last_print > 5:
                     last_print = time.time()
                     recent = f"{np.mean(recent_returns):8.1f}" if recent_returns else "     n/a"

@@ -55,8 +55,11 @@ class Args:
     """total environment steps of training"""
     num_envs: int = 1
     """the number of parallel environments (stepped in one process); each vector step adds num_envs transitions"""
+    action_repeat: Optional[int] = None
+    """env steps each action is held for, their rewards summed; None: 2 on DM Control tasks (the convention of
+    off-policy work there), 1 on other gymnasium ids. The budget and every step count of these flags are env steps"""
     buffer_size: int = 1_000_000
-    """the replay memory buffer size (capped at --total-timesteps)"""
+    """the replay memory buffer size (capped at the transitions the run collects)"""
     gamma: float = 0.99
     """the discount factor gamma"""
     tau: float = 0.005
@@ -70,7 +73,8 @@ class Args:
     q_lr: float = 1e-3
     """the learning rate of the Q network optimizer (and of the temperature)"""
     utd: int = 1
-    """update-to-data ratio: gradient updates of the critics per env step (the paper's SAC variant uses 20)"""
+    """update-to-data ratio: gradient updates of the critics per transition stored, i.e. per --action-repeat env
+    steps (the paper's SAC variant uses 20)"""
     policy_frequency: int = 2
     """critic updates per actor (and temperature) update: delayed policy updates, as in TD3"""
     target_network_frequency: int = 1
@@ -158,9 +162,28 @@ def resolve_env_id(env_id: str) -> str:
     )
 
 
-def make_env(env_id: str, seed: int):
+class ActionRepeat(gym.Wrapper):
+    """Hold each action for `repeat` env steps and sum their rewards; stops early where the episode ends."""
+
+    def __init__(self, env: gym.Env, repeat: int):
+        super().__init__(env)
+        self.repeat = repeat
+
+    def step(self, action):
+        total_reward = 0.0
+        for _ in range(self.repeat):
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            total_reward += float(reward)
+            if terminated or truncated:
+                break
+        return obs, total_reward, terminated, truncated, info
+
+
+def make_env(env_id: str, seed: int, action_repeat: int = 1):
     def thunk():
         env = gym.make(env_id)
+        if action_repeat > 1:
+            env = ActionRepeat(env, action_repeat)
         if isinstance(env.observation_space, gym.spaces.Dict):  # dm_control observations: a Dict of float64 arrays
             env = gym.wrappers.FlattenObservation(env)
         space = env.observation_space
@@ -173,9 +196,11 @@ def make_env(env_id: str, seed: int):
     return thunk
 
 
-def make_vector_env(env_id: str, num_envs: int, seed: int, asynchronous: bool = False) -> gym.vector.VectorEnv:
+def make_vector_env(
+    env_id: str, num_envs: int, seed: int, asynchronous: bool = False, action_repeat: int = 1
+) -> gym.vector.VectorEnv:
     """num_envs copies of env_id, checked to have a bounded Box action space, recording raw episode returns."""
-    env_fns = [make_env(env_id, seed + i) for i in range(num_envs)]
+    env_fns = [make_env(env_id, seed + i, action_repeat) for i in range(num_envs)]
     vector_env_class = gym.vector.AsyncVectorEnv if asynchronous else gym.vector.SyncVectorEnv
     # SAME_STEP autoreset: an env that finishes is reset within the same step, and its true last observation comes
     # back in infos["final_obs"], which the critic needs to bootstrap through time-limit truncations.
@@ -328,8 +353,15 @@ def invert_decoder(decoder: FlowDecoder, obs: torch.Tensor, x0: torch.Tensor, it
 
 
 class SoftQNetwork(nn.Module):
-    """num_critics independent Q(s, a) MLPs (256-256, ReLU) held as stacked weights, so that each layer of all the
-    critics is one batched matmul: one call gives every critic's value, shape (num_critics, batch)."""
+    """num_critics independent Q(s, eps) MLPs (256-256, ReLU) held as stacked weights, so that each layer of all the
+    critics is one batched matmul: one call gives every critic's value, shape (num_critics, batch).
+
+    The critics see the latent through tanh. App. F.2 only asks for a critic on the latent MDP, and any bijection of
+    eps is one; a bounded one matters. On raw eps, latents far past |eps| ~ 3 all decode to one saturated action, yet a
+    linear layer extrapolates there and the actor follows its slope outward: measured on HopperStand (stage 0, seed 1),
+    the actor's means ran to |eps| ~ 10 and Q rose past the 1 / (1 - gamma) bound. Through tanh, the value there is
+    flat and its gradient vanishes, so the KL term pulls such latents back; in stage 0, where the decoder is the
+    identity, tanh(eps) is Gaussian SAC's critic input exactly."""
 
     def __init__(self, obs_dim: int, action_dim: int, num_critics: int = 2, hidden: int = 256):
         super().__init__()
@@ -342,7 +374,7 @@ class SoftQNetwork(nn.Module):
 
     def forward(self, obs: torch.Tensor, actions: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
         """Q-values of every critic; detach_params gives gradients w.r.t. the actions only (the actor's loss)."""
-        x = torch.cat([obs, actions], -1).expand(len(self.weights[0]), -1, -1)  # every critic sees the same input
+        x = torch.cat([obs, torch.tanh(actions)], -1).expand(len(self.weights[0]), -1, -1)  # the same input for all
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
             if detach_params:
                 weight, bias = weight.detach(), bias.detach()
@@ -447,6 +479,23 @@ def update_critics(qf: SoftQNetwork, qf_target: SoftQNetwork, q_optimizer, actor
     return q_values.detach(), qf_losses.detach(), qf_loss.detach()
 
 
+def q_range_warning(critic_means: list, rewards: np.ndarray, soft_bonus: float, gamma: float) -> Optional[str]:
+    """A warning line when a critic's mean Q leaves the range a soft value can take, None inside it. Every step adds
+    a reward within those seen so far plus gamma * soft_bonus (-alpha KL(pi || N(0, I)), never positive; its batch mean at the
+    current alpha), so a true value lies in [lowest, highest] of that sum over 1 - gamma. The margin (10% of that range
+    plus 10% of 1 / (1 - gamma)) keeps noise quiet while all rewards are still zero."""
+    low = (rewards.min() + min(0.0, gamma * soft_bonus)) / (1.0 - gamma)
+    high = (rewards.max() + max(0.0, gamma * soft_bonus)) / (1.0 - gamma)
+    margin = 0.1 * (high - low + 1.0 / (1.0 - gamma))
+    outside = [q for q in critic_means if not low - margin <= q <= high + margin]
+    if not outside:
+        return None
+    return (
+        f"a critic's mean Q, {outside[0]:.1f}, is outside [{low:.1f}, {high:.1f}], the range that rewards in "
+        f"[{rewards.min():.2f}, {rewards.max():.2f}] and gamma {gamma} allow: the critic is diverging"
+    )
+
+
 @torch.no_grad()
 def soft_update(target_params: list, params: list, tau: float):
     """Polyak averaging target <- (1 - tau) target + tau online, in two fused ops over all tensors."""
@@ -484,16 +533,17 @@ def evaluate(agent: Actor, decoder: FlowDecoder, envs: gym.vector.VectorEnv, see
 def plan_stages(total_timesteps: int, args: Args) -> tuple:
     """(vector steps of each stage, env steps of decoder data per refit) for a budget: every env step counts, so the
     decoder data of every stage but the last comes out of that stage's share."""
+    steps_per_iteration = args.num_envs * args.action_repeat  # env steps of one vector step
     data_steps = args.decoder_data_steps if args.decoder_data_steps is not None else max(1_000, total_timesteps // 100)
-    decoder_data_steps = data_steps // args.num_envs * args.num_envs
+    decoder_data_steps = data_steps // steps_per_iteration * steps_per_iteration
     stage_budgets = (total_timesteps * stage_fractions(args.num_stages)).astype(int)
     stage_budgets[:-1] -= decoder_data_steps
-    return stage_budgets // args.num_envs, decoder_data_steps
+    return stage_budgets // steps_per_iteration, decoder_data_steps
 
 
 def budget_fits(stage_iterations: np.ndarray, args: Args) -> bool:
     """Every stage gets a step, and stage 0 gets past the random warm-up."""
-    return stage_iterations.min() >= 1 and stage_iterations[0] * args.num_envs > args.learning_starts
+    return stage_iterations.min() >= 1 and stage_iterations[0] * args.num_envs * args.action_repeat > args.learning_starts
 
 
 def min_total_timesteps(args: Args) -> int:
@@ -509,6 +559,7 @@ def min_total_timesteps(args: Args) -> int:
 
 POSITIVE_FLAGS = (
     "num_envs",
+    "action_repeat",
     "buffer_size",
     "batch_size",
     "utd",
@@ -525,12 +576,13 @@ POSITIVE_FLAGS += ("num_stages", "flow_steps", "decoder_epochs", "decoder_batch_
 def check_args(args: Args):
     """One-line errors for flag values that no run can use (the budget is checked once the stages are known)."""
     for name in POSITIVE_FLAGS:
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    if args.num_stages > 1 and args.decoder_data_steps is not None and args.decoder_data_steps < max(10, args.num_envs):
+    min_data_steps = max(10, args.num_envs) * (args.action_repeat or 1)  # None: not yet resolved for the env
+    if args.num_stages > 1 and args.decoder_data_steps is not None and args.decoder_data_steps < min_data_steps:
         raise ValueError(
-            f"--decoder-data-steps {args.decoder_data_steps} must be at least {max(10, args.num_envs)} (10, and one step "
-            "of every env) for the decoder refits"
+            f"--decoder-data-steps {args.decoder_data_steps} must be at least {min_data_steps} (10 transitions, and one "
+            "of every env, of --action-repeat env steps each) for the decoder refits"
         )
 
 
@@ -558,8 +610,10 @@ def load_checkpoint(path: str, num_episodes: int):
     saved_by = checkpoint.get("script", script) if isinstance(checkpoint, dict) else "no script of this project"
     if saved_by != script:
         raise ValueError(f"--eval-checkpoint {path} was saved by {saved_by}, not {script}: evaluate it with that script")
-    saved_args = Args(**checkpoint["args"])
-    envs = make_vector_env(resolve_env_id(saved_args.env_id), num_episodes, saved_args.seed + 10_000)
+    saved_args = Args(**{"action_repeat": 1, **checkpoint["args"]})  # checkpoints from before --action-repeat used 1
+    envs = make_vector_env(
+        resolve_env_id(saved_args.env_id), num_episodes, saved_args.seed + 10_000, action_repeat=saved_args.action_repeat
+    )
     actor = Actor(envs.single_observation_space.shape[0], envs.single_action_space.shape[0])
     actor.load_state_dict(checkpoint["actor"])
     decoder = FlowDecoder(envs.single_observation_space.shape[0], envs.single_action_space.shape[0], saved_args.flow_steps)
@@ -579,17 +633,20 @@ if __name__ == "__main__":
             )
             sys.exit(0)
         gym_id = resolve_env_id(args.env_id)
+        if args.action_repeat is None:
+            args.action_repeat = 2 if gym_id.startswith("dm_control/") else 1
         stage_iterations, decoder_data_steps = plan_stages(args.total_timesteps, args)
         if not budget_fits(stage_iterations, args):
             raise ValueError(
-                f"--total-timesteps {args.total_timesteps} leaves stages of {(stage_iterations * args.num_envs).tolist()} env "
+                f"--total-timesteps {args.total_timesteps} leaves stages of "
+                f"{(stage_iterations * args.num_envs * args.action_repeat).tolist()} env "
                 f"steps once each refit's {decoder_data_steps} decoder-data steps are taken out; stage 0 must exceed "
                 f"--learning-starts {args.learning_starts} and every stage needs a step: it must be at least "
                 f"{min_total_timesteps(args)}"
             )
         args.decoder_data_steps, args.num_iterations = decoder_data_steps, int(stage_iterations.sum())
-        envs = make_vector_env(gym_id, args.num_envs, args.seed)
-        eval_envs = make_vector_env(gym_id, args.eval_episodes, args.seed + 10_000)
+        envs = make_vector_env(gym_id, args.num_envs, args.seed, action_repeat=args.action_repeat)
+        eval_envs = make_vector_env(gym_id, args.eval_episodes, args.seed + 10_000, action_repeat=args.action_repeat)
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
     run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
@@ -626,13 +683,14 @@ if __name__ == "__main__":
     stage, stage_ends = 0, np.cumsum(stage_iterations)
 
     # ALGO Logic: Storage setup
-    rb = ReplayBuffer(min(args.buffer_size, args.total_timesteps), obs_dim, action_dim, args.seed)
+    rb = ReplayBuffer(min(args.buffer_size, args.total_timesteps // args.action_repeat), obs_dim, action_dim, args.seed)
 
     # TRY NOT TO MODIFY: start the game
     global_step = 0
     num_updates = 0
     next_eval = next_log = 0
     last_eval, last_eval_step = float("nan"), 0
+    q_was_out_of_range = False
     recent_returns = []
     start_time = last_print = time.time()
     obs, _ = envs.reset(seed=args.seed)
@@ -654,7 +712,7 @@ if __name__ == "__main__":
             z = decoder(torch.from_numpy(obs), actions)
 
         # TRY NOT TO MODIFY: execute the game and log data.
-        global_step += args.num_envs
+        global_step += args.num_envs * args.action_repeat
         next_obs, rewards, terminations, truncations, infos = envs.step(squash_to_bounds(z.numpy(), action_low, action_high))
         recent_returns += log_episodes(writer, infos, global_step)
 
@@ -711,6 +769,13 @@ if __name__ == "__main__":
                 writer.add_scalar("losses/latent_kl", kl.mean().item(), global_step)
                 writer.add_scalar("charts/stage", stage, global_step)
                 writer.add_scalar("charts/SPS", sps, global_step)
+                q_warning = q_range_warning(
+                    q_values.mean(1).tolist(), rb.rewards[: rb.count], -(alpha * kl).mean().item(), args.gamma
+                )
+                writer.add_scalar("charts/q_out_of_range", float(q_warning is not None), global_step)
+                if q_warning and not q_was_out_of_range:  # one line when it leaves the range, not one per log
+                    print(f"warning at step {global_step:,}: {q_warning}", flush=True)
+                q_was_out_of_range = q_warning is not None
                 if time.time() - last_print > 5:
                     last_print = time.time()
                     recent = f"{np.mean(recent_returns):8.1f}" if recent_returns else "     n/a"
@@ -726,8 +791,8 @@ if __name__ == "__main__":
             # they are ordinary experience too, so they also join the replay buffer
             refit_start = time.time()
             data_obs, data_actions = [], []
-            for _ in range(decoder_data_steps // args.num_envs):
-                global_step += args.num_envs
+            for _ in range(decoder_data_steps // (args.num_envs * args.action_repeat)):
+                global_step += args.num_envs * args.action_repeat
                 obs_tensor = torch.from_numpy(obs)
                 with torch.no_grad():
                     actions, _ = actor.get_action(obs_tensor)

@@ -1,6 +1,5 @@
 """Tests of gaussian_sac.py and gorl_sac.py: their building blocks, their CLI, and short real runs."""
 
-
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -104,6 +103,50 @@ def test_twin_critics_are_independent_networks_in_one_call():
     assert actions.grad.abs().sum() > 0 and all(p.grad is None for p in qf.parameters())
 
 
+def test_gorl_critic_sees_latents_through_tanh():
+    """The root cause of GoRL-SAC's stage-0 divergence on HopperStand: on raw latents the critic extrapolates past
+    tanh's saturation, where every eps decodes to the same action, and the actor follows that slope outward. Through
+    tanh the value there is flat and hands the actor no gradient; and in stage 0 (identity decoder) the critic is
+    Gaussian SAC's critic of the squashed action exactly."""
+    torch.manual_seed(0)
+    qf = gorl_sac.SoftQNetwork(obs_dim=4, action_dim=2)
+    obs = torch.randn(64, 4)
+    far = torch.full((64, 2), 40.0, requires_grad=True)  # decodes (stage 0) to the same action as eps = 5
+    torch.testing.assert_close(qf(obs, far), qf(obs, torch.full((64, 2), 5.0)), atol=1e-3, rtol=0.0)
+    qf(obs, far, detach_params=True).sum().backward()
+    assert far.grad.abs().max() < 1e-6
+    gaussian_qf = gaussian_sac.SoftQNetwork(obs_dim=4, action_dim=2)
+    gaussian_qf.load_state_dict(qf.state_dict())
+    eps = torch.randn(64, 2) * 2
+    torch.testing.assert_close(qf(obs, eps), gaussian_qf(obs, torch.tanh(eps)))
+
+
+@pytest.mark.parametrize("module", [gaussian_sac, gorl_sac])
+def test_q_range_warning_names_a_critic_outside_what_rewards_allow(module):
+    rewards = np.array([0.0, 0.4, 1.0], dtype=np.float32)  # gamma 0.99: values in [0, 100], margin 0.1 (100 + 100)
+    assert module.q_range_warning([55.0, 119.0], rewards, soft_bonus=0.0, gamma=0.99) is None
+    warning = module.q_range_warning([55.0, 367.0], rewards, soft_bonus=0.0, gamma=0.99)
+    assert warning.startswith("a critic's mean Q, 367.0, is outside [0.0, 100.0]"), warning
+    assert module.q_range_warning([-21.0, 5.0], rewards, soft_bonus=0.0, gamma=0.99) is not None
+    # a soft bonus widens the range on its side: +0.5 a step (an entropy bonus) allows values up to 149.5
+    assert module.q_range_warning([140.0, 140.0], rewards, soft_bonus=0.5, gamma=0.99) is None
+    assert module.q_range_warning([-60.0, -60.0], rewards, soft_bonus=-0.5, gamma=0.99) is None
+
+
+@pytest.mark.parametrize("module", [gaussian_sac, gorl_sac])
+def test_action_repeat_holds_the_action_and_sums_rewards_until_the_episode_ends(module):
+    env_id = short_pendulum_env_id(max_episode_steps=3)
+    repeated, single = module.ActionRepeat(gym.make(env_id), repeat=2), gym.make(env_id)
+    repeated.reset(seed=0)
+    single.reset(seed=0)
+    action = np.array([0.7], dtype=np.float32)
+    rewards = [single.step(action)[1] for _ in range(3)]
+    obs, reward, terminated, truncated, _ = repeated.step(action)
+    assert reward == pytest.approx(rewards[0] + rewards[1]) and not truncated
+    obs, reward, terminated, truncated, _ = repeated.step(action)  # the time limit cuts the second repeat short
+    assert reward == pytest.approx(rewards[2]) and truncated
+
+
 # ---------------------------------------------------------------- replay buffer and transitions
 
 
@@ -137,11 +180,15 @@ def test_gaussian_replay_buffer_partial_fill_samples_only_stored_rows():
     assert set(rb.sample(200)[3].tolist()) == {1.0, 2.0, 3.0}
 
 
-def short_pendulum_vector_env(module, max_episode_steps):
+def short_pendulum_env_id(max_episode_steps):
     env_id = f"PendulumShort{max_episode_steps}-v0"
     if env_id not in gym.registry:
         gym.register(env_id, "gymnasium.envs.classic_control.pendulum:PendulumEnv", max_episode_steps=max_episode_steps)
-    return module.make_vector_env(env_id, 2, seed=0)
+    return env_id
+
+
+def short_pendulum_vector_env(module, max_episode_steps):
+    return module.make_vector_env(short_pendulum_env_id(max_episode_steps), 2, seed=0)
 
 
 @pytest.mark.parametrize("module", [gaussian_sac, gorl_sac])
@@ -280,7 +327,7 @@ def test_gorl_sac_runs_two_stages_on_dm_control_and_reloads(tmp_path):
     flags = [*CARTPOLE, "--num-stages", "2", "--decoder-data-steps", "200", *FAST_GORL]
     result = run_script("gorl_sac.py", *flags, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "stage 0 done: decoder refit on 200 (s, a) pairs" in result.stdout
+    assert "stage 0 done: decoder refit on 100 (s, a) pairs" in result.stdout  # 200 env steps, each action held for 2
     scalars = check_two_stage_run(tmp_path)
     assert values(scalars, "losses/relabel_error")[0] < 0.05
     for tag in ["losses/qf1_loss", "losses/actor_loss", "losses/alpha", "losses/latent_kl", "charts/SPS"]:
@@ -295,6 +342,7 @@ def test_gaussian_sac_runs_on_dm_control_and_reloads(tmp_path):
     assert result.returncode == 0, result.stderr
     scalars = read_scalars(only_run_dir(tmp_path))
     assert [step for step, _ in scalars["eval/episodic_return"]] == [0, 500, 1000, 1500]
+    assert values(scalars, "charts/episodic_length") == [500.0]  # DM Control's default: each action held 2 env steps
     for tag in ["losses/qf1_values", "losses/qf_loss", "losses/actor_loss", "losses/alpha", "losses/alpha_loss", "charts/SPS"]:
         assert np.isfinite(values(scalars, tag)).all(), tag
     check_reload("gaussian_sac.py", tmp_path, scalars["eval/episodic_return"][-1][1])

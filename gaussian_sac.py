@@ -375,12 +375,30 @@ POSITIVE_FLAGS = (
     "torch_threads",
 )
 
+# float flags: (low, high, whether low itself is allowed, whether high is); every value must be finite
+FLOAT_RANGES = {
+    "policy_lr": (0.0, np.inf, False, False),
+    "q_lr": (0.0, np.inf, False, False),
+    "gamma": (0.0, 1.0, True, False),  # a soft value is finite only for gamma < 1
+    "tau": (0.0, 1.0, False, True),
+    "alpha": (0.0, np.inf, True, False),
+}
+
 
 def check_args(args: Args):
     """One-line errors for flag values that no run can use (the budget is checked once the stages are known)."""
     for name in POSITIVE_FLAGS:
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    for name, (low, high, low_allowed, high_allowed) in FLOAT_RANGES.items():
+        value = getattr(args, name)
+        if value is None:  # an optional flag left unset
+            continue
+        above_low = low <= value if low_allowed else low < value
+        below_high = value <= high if high_allowed else value < high
+        if not (np.isfinite(value) and above_low and below_high):
+            interval = f"{'[' if low_allowed else '('}{low:g}, {high:g}{']' if high_allowed else ')'}"
+            raise ValueError(f"--{name.replace('_', '-')} must be a finite number in {interval}, got {value}")
 
 
 def save_checkpoint(path: str, args: Args, actor: Actor, qf: SoftQNetwork):

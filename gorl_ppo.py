@@ -417,12 +417,35 @@ def min_total_timesteps(args: Args) -> int:
 POSITIVE_FLAGS = ("num_envs", "num_steps", "num_minibatches", "update_epochs", "eval_every", "eval_episodes", "torch_threads")
 POSITIVE_FLAGS += ("num_stages", "flow_steps", "decoder_epochs", "decoder_batch_size", "decoder_noise_draws")
 
+# float flags: (low, high, whether low itself is allowed, whether high is); every value must be finite
+FLOAT_RANGES = {
+    "learning_rate": (0.0, np.inf, False, False),
+    "gamma": (0.0, 1.0, True, True),
+    "gae_lambda": (0.0, 1.0, True, True),
+    "clip_coef": (0.0, np.inf, False, False),
+    "ent_coef": (0.0, np.inf, True, False),
+    "vf_coef": (0.0, np.inf, True, False),
+    "max_grad_norm": (0.0, np.inf, False, False),
+    "target_kl": (0.0, np.inf, False, False),
+    "latent_kl_coef": (0.0, np.inf, True, False),
+    "decoder_lr": (0.0, np.inf, False, False),
+}
+
 
 def check_args(args: Args):
     """One-line errors for flag values that no run can use (the budget is checked once the batch size is known)."""
     for name in POSITIVE_FLAGS:
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    for name, (low, high, low_allowed, high_allowed) in FLOAT_RANGES.items():
+        value = getattr(args, name)
+        if value is None:  # an optional flag left unset
+            continue
+        above_low = low <= value if low_allowed else low < value
+        below_high = value <= high if high_allowed else value < high
+        if not (np.isfinite(value) and above_low and below_high):
+            interval = f"{'[' if low_allowed else '('}{low:g}, {high:g}{']' if high_allowed else ')'}"
+            raise ValueError(f"--{name.replace('_', '-')} must be a finite number in {interval}, got {value}")
     batch_size = args.num_envs * args.num_steps
     if batch_size % args.num_minibatches:
         raise ValueError(

@@ -572,12 +572,32 @@ POSITIVE_FLAGS = (
 )
 POSITIVE_FLAGS += ("num_stages", "flow_steps", "decoder_epochs", "decoder_batch_size", "decoder_noise_draws")
 
+# float flags: (low, high, whether low itself is allowed, whether high is); every value must be finite
+FLOAT_RANGES = {
+    "policy_lr": (0.0, np.inf, False, False),
+    "q_lr": (0.0, np.inf, False, False),
+    "gamma": (0.0, 1.0, True, False),  # a soft value is finite only for gamma < 1
+    "tau": (0.0, 1.0, False, True),
+    "alpha": (0.0, np.inf, True, False),
+    "target_kl": (0.0, np.inf, False, False),
+    "decoder_lr": (0.0, np.inf, False, False),
+}
+
 
 def check_args(args: Args):
     """One-line errors for flag values that no run can use (the budget is checked once the stages are known)."""
     for name in POSITIVE_FLAGS:
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    for name, (low, high, low_allowed, high_allowed) in FLOAT_RANGES.items():
+        value = getattr(args, name)
+        if value is None:  # an optional flag left unset
+            continue
+        above_low = low <= value if low_allowed else low < value
+        below_high = value <= high if high_allowed else value < high
+        if not (np.isfinite(value) and above_low and below_high):
+            interval = f"{'[' if low_allowed else '('}{low:g}, {high:g}{']' if high_allowed else ')'}"
+            raise ValueError(f"--{name.replace('_', '-')} must be a finite number in {interval}, got {value}")
     min_data_steps = max(10, args.num_envs) * (args.action_repeat or 1)  # None: not yet resolved for the env
     if args.num_stages > 1 and args.decoder_data_steps is not None and args.decoder_data_steps < min_data_steps:
         raise ValueError(

@@ -53,3 +53,10 @@ def check_reload(script, cwd, final_eval, eval_episodes=1):
     assert reloaded.returncode == 0, reloaded.stderr
     assert float(reloaded.stdout.split("deterministic return ")[1].split()[0]) == pytest.approx(final_eval, abs=0.01)
     return checkpoint
+
+
+def check_one_line_error(result, message):
+    """The script refused its input as a user should see it: exit 1 and one line on stderr, starting with message."""
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith(message), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr

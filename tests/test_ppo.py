@@ -8,9 +8,19 @@ import pytest
 import torch
 
 import gaussian_ppo
+import gaussian_sac
 import gorl_ppo
+import gorl_sac
 from benchmark.events import read_scalars
-from tests.helpers import check_reload, check_two_stage_run, only_run_dir, run_script, two_mode_dataset, values
+from tests.helpers import (
+    check_one_line_error,
+    check_reload,
+    check_two_stage_run,
+    only_run_dir,
+    run_script,
+    two_mode_dataset,
+    values,
+)
 
 # small, fast settings for end-to-end runs; Pendulum-v1 learns in ~100k steps with these
 FAST_PPO = ["--num-envs", "8", "--num-steps", "128", "--learning-rate", "1e-3", "--eval-episodes", "4"]
@@ -181,9 +191,30 @@ def test_dm_control_observations_are_flat_float32():
 )
 def test_bad_input_stops_with_one_line(flags, message, tmp_path):
     result = run_script("gorl_ppo.py", *flags, cwd=tmp_path)
-    assert result.returncode == 1
-    assert result.stderr.strip().startswith(message), result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    check_one_line_error(result, message)
+
+
+@pytest.mark.parametrize("script", ["gaussian_ppo.py", "gorl_ppo.py"])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--learning-rate", "nan"], "error: --learning-rate must be a finite number in (0, inf), got nan"),
+        (["--learning-rate", "-1"], "error: --learning-rate must be a finite number in (0, inf), got -1.0"),
+        (["--gamma", "1.5"], "error: --gamma must be a finite number in [0, 1], got 1.5"),
+    ],
+)
+def test_float_flag_out_of_range_stops_with_one_line(script, flags, message, tmp_path):
+    check_one_line_error(run_script(script, *flags, cwd=tmp_path), message)
+
+
+@pytest.mark.parametrize("module", [gaussian_ppo, gorl_ppo, gaussian_sac, gorl_sac])
+def test_every_ranged_float_flag_is_checked(module):
+    """Every float flag with a valid range (all four scripts) refuses NaN, infinity and -1 in one line's words."""
+    for name in module.FLOAT_RANGES:
+        for bad in [float("nan"), float("inf"), -1.0]:
+            with pytest.raises(ValueError, match=f"^--{name.replace('_', '-')} must be a finite number in "):
+                module.check_args(module.Args(**{name: bad}))
+    module.check_args(module.Args())  # the defaults pass
 
 
 def test_min_total_timesteps_is_the_smallest_budget_that_fits():
@@ -194,9 +225,9 @@ def test_min_total_timesteps_is_the_smallest_budget_that_fits():
 
 @pytest.mark.parametrize("script", ["gaussian_ppo.py", "gorl_ppo.py"])
 def test_non_finite_loss_stops_the_run_before_the_update(script, tmp_path):
-    """A NaN entropy coefficient makes the first minibatch's loss NaN: the run must stop with one line, not crash later
-    on NaN weights."""
-    flags = ["--env-id", "Pendulum-v1", "--total-timesteps", "8192", "--ent-coef", "nan", *FAST_PPO]
+    """NaN rewards make the first minibatch's loss NaN: the run must stop with one line, not crash later on NaN
+    weights."""
+    flags = ["--env-id", "tests.nan_env:NanRewardPendulum-v0", "--total-timesteps", "8192", *FAST_PPO]
     result = run_script(script, *flags, cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip() == "error: non-finite loss (nan) at step 1024; stopping before the run writes garbage"

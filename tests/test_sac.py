@@ -8,7 +8,15 @@ import torch
 import gaussian_sac
 import gorl_sac
 from benchmark.events import read_scalars
-from tests.helpers import check_reload, check_two_stage_run, only_run_dir, run_script, two_mode_dataset, values
+from tests.helpers import (
+    check_one_line_error,
+    check_reload,
+    check_two_stage_run,
+    only_run_dir,
+    run_script,
+    two_mode_dataset,
+    values,
+)
 
 # small, fast settings for end-to-end runs (a batch of 64 keeps an update at a few ms on a laptop CPU)
 FAST_SAC = ["--batch-size", "64", "--log-every", "250"]
@@ -297,20 +305,22 @@ def test_relabelled_latents_decode_back_to_the_stored_actions():
         ),
         ("gaussian_sac.py", ["--policy-frequency", "0"], "error: --policy-frequency must be at least 1, got 0"),
         ("gorl_sac.py", ["--decoder-data-steps", "5"], "error: --decoder-data-steps 5 must be at least 10"),
+        ("gaussian_sac.py", ["--q-lr", "nan"], "error: --q-lr must be a finite number in (0, inf), got nan"),
+        ("gorl_sac.py", ["--policy-lr", "-1"], "error: --policy-lr must be a finite number in (0, inf), got -1.0"),
+        ("gorl_sac.py", ["--gamma", "1"], "error: --gamma must be a finite number in [0, 1), got 1.0"),
+        ("gaussian_sac.py", ["--tau", "0"], "error: --tau must be a finite number in (0, 1], got 0.0"),
     ],
 )
 def test_bad_input_stops_with_one_line(script, flags, message, tmp_path):
     result = run_script(script, *flags, cwd=tmp_path)
-    assert result.returncode == 1
-    assert result.stderr.strip().startswith(message), result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    check_one_line_error(result, message)
 
 
 @pytest.mark.parametrize("script", ["gaussian_sac.py", "gorl_sac.py"])
 def test_non_finite_loss_stops_the_run_with_one_line(script, tmp_path):
-    """A NaN temperature poisons the soft target: the run must stop at its next log, not write garbage."""
-    flags = ["--env-id", "Pendulum-v1", "--total-timesteps", "600", "--learning-starts", "200", "--eval-episodes", "1"]
-    flags += ["--alpha", "nan", "--no-autotune", *FAST_SAC] + (["--num-stages", "1"] if script == "gorl_sac.py" else [])
+    """NaN rewards poison the soft target: the run must stop at its next log, not write garbage."""
+    flags = ["--env-id", "tests.nan_env:NanRewardPendulum-v0", "--total-timesteps", "600", "--learning-starts", "200"]
+    flags += ["--eval-episodes", "1", *FAST_SAC] + (["--num-stages", "1"] if script == "gorl_sac.py" else [])
     result = run_script(script, *flags, cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip().startswith("error: non-finite loss (critic nan"), result.stderr

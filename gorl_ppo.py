@@ -394,6 +394,33 @@ def evaluate(agent: Agent, decoder: FlowDecoder, envs: gym.vector.VectorEnv, see
     return returns
 
 
+def decoder_data_envs(data_steps: int, longest_episode: int, num_envs: int) -> int:
+    """How many envs collect a refit's data, each from reset: as many as can still each run a whole episode (the
+    longest seen in training), at most num_envs, and a divisor of data_steps so that the budget's count stays exact;
+    one while no episode has ended yet."""
+    most = min(num_envs, data_steps // longest_episode) if longest_episode else 1
+    return max(count for count in range(1, max(most, 1) + 1) if data_steps % count == 0)
+
+
+@torch.no_grad()
+def collect_decoder_data(agent: Agent, decoder: FlowDecoder, envs: gym.vector.VectorEnv, steps_per_env: int, seed: int):
+    """Fresh rollouts of the composed policy (stochastic z, current decoder) from reset: (obs, pre-squash actions,
+    returns of the episodes that ended). Starting from reset matters: DM Control's episodes all last 1000 steps, so
+    training envs stepped in lockstep would hand the decoder one window of the episode and none of the rest."""
+    low, high = envs.single_action_space.low, envs.single_action_space.high
+    obs, _ = envs.reset(seed=seed)
+    data_obs, data_actions, returns = [], [], []
+    for _ in range(steps_per_env):
+        obs_tensor = torch.from_numpy(obs)
+        action = decoder(obs_tensor, agent.get_action_and_value(obs_tensor)[0])
+        data_obs.append(obs_tensor)
+        data_actions.append(action)
+        obs, _, _, _, infos = envs.step(squash_to_bounds(action.numpy(), low, high))
+        if "episode" in infos:
+            returns += infos["episode"]["r"][infos["_episode"]].tolist()
+    return torch.cat(data_obs), torch.cat(data_actions), returns
+
+
 def plan_stages(total_timesteps: int, args: Args) -> tuple:
     """(PPO iterations of each stage, env steps of decoder data per refit) for a budget: every env step counts, so
     the decoder data of every stage but the last comes out of that stage's share."""
@@ -563,6 +590,7 @@ if __name__ == "__main__":
     next_eval = 0
     last_eval, last_eval_step = float("nan"), 0
     recent_returns = []
+    longest_episode = 0
     start_time = last_print = time.time()
     next_obs, _ = envs.reset(seed=args.seed)
 
@@ -603,6 +631,8 @@ if __name__ == "__main__":
             rewards[step] = torch.from_numpy(reward)
             episode_ends[step] = torch.from_numpy(terminations | truncations)
             recent_returns += log_episodes(writer, infos, global_step)
+            if "episode" in infos:  # sizes the decoder data collection (see decoder_data_envs)
+                longest_episode = max(longest_episode, int(infos["episode"]["l"][infos["_episode"]].max()))
 
         # bootstrap value if not done
         with torch.no_grad():
@@ -708,21 +738,19 @@ if __name__ == "__main__":
         if iteration in stage_ends[:-1]:
             # Decoder refinement (paper Sec. 4.2): fresh rollouts of the current composed policy, counted in the budget
             refit_start = time.time()
-            data_obs, data_actions = [], []
-            for _ in range(decoder_data_steps // args.num_envs):
-                global_step += args.num_envs
-                obs_tensor = torch.from_numpy(next_obs)
-                with torch.no_grad():
-                    action = decoder(obs_tensor, agent.get_action_and_value(obs_tensor)[0])
-                data_obs.append(obs_tensor)
-                data_actions.append(action)
-                next_obs, _, _, _, infos = envs.step(squash_to_bounds(action.numpy(), action_low, action_high))
-                recent_returns += log_episodes(writer, infos, global_step)
+            num_data_envs = decoder_data_envs(decoder_data_steps, longest_episode, args.num_envs)
+            data_envs = make_vector_env(gym_id, num_data_envs, args.seed + 20_000 + 1_000 * stage)
+            data_obs, data_actions, data_returns = collect_decoder_data(
+                agent, decoder, data_envs, decoder_data_steps // num_data_envs, seed=args.seed + 20_000 + 1_000 * stage
+            )
+            data_envs.close()
+            global_step += decoder_data_steps
+            recent_returns += data_returns
             # targets are pre-squash actions, clipped as in the paper's code: tanh(3) is already 0.995 of the bound
             train_loss, val_loss = fit_decoder(
                 decoder,
-                torch.cat(data_obs),
-                torch.cat(data_actions).clamp(-3.0, 3.0),
+                data_obs,
+                data_actions.clamp(-3.0, 3.0),
                 args.decoder_epochs,
                 args.decoder_batch_size,
                 args.decoder_lr,
@@ -734,7 +762,7 @@ if __name__ == "__main__":
             writer.add_scalar("losses/decoder_train", train_loss, global_step)
             writer.add_scalar("losses/decoder_val", val_loss, global_step)
             print(
-                f"stage {stage} done: decoder refit on {len(data_obs) * args.num_envs:,} (s, a) pairs, "
+                f"stage {stage} done: decoder refit on {len(data_obs):,} (s, a) pairs from {num_data_envs} envs run from reset, "
                 f"train loss {train_loss:.4f}, val loss {val_loss:.4f} ({time.time() - refit_start:.0f} s)",
                 flush=True,
             )

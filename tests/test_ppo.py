@@ -59,6 +59,26 @@ def test_decoder_learns_a_bimodal_conditional_distribution_that_a_gaussian_canno
     assert gaussian_between > 0.3 > between
 
 
+def test_decoder_data_covers_every_phase_of_a_fixed_length_episode():
+    """Each refit's data comes from envs run from reset, each for at least a whole episode, so the decoder sees every
+    phase of a fixed-length episode (training envs stepped in lockstep would show it one window)."""
+    num_envs = gorl_ppo.decoder_data_envs(data_steps=120, longest_episode=40, num_envs=8)
+    assert num_envs == 3
+    envs = gorl_ppo.make_vector_env(gorl_ppo.resolve_env_id("tests.envs:Clock-v0"), num_envs, seed=0)
+    torch.manual_seed(0)
+    agent, decoder = gorl_ppo.Agent(1, 1), gorl_ppo.FlowDecoder(1, 1, flow_steps=10)
+    obs, actions, returns = gorl_ppo.collect_decoder_data(agent, decoder, envs, steps_per_env=40, seed=0)
+    envs.close()
+    assert obs.shape == actions.shape == (120, 1) and len(returns) == 3
+    assert sorted(set(obs[:, 0].int().tolist())) == list(range(40))
+
+
+def test_decoder_data_envs_each_run_a_whole_episode_and_divide_the_data():
+    assert gorl_ppo.decoder_data_envs(9_984, longest_episode=1000, num_envs=32) == 8  # 1M budget: 8 x 1,248 steps
+    assert gorl_ppo.decoder_data_envs(99_968, longest_episode=1000, num_envs=32) == 32  # 10M budget
+    assert gorl_ppo.decoder_data_envs(320, longest_episode=0, num_envs=32) == 1  # no episode has ended yet
+
+
 def test_decoder_fit_on_gaussian_actions_at_one_state_is_affine():
     """Why GoRL stays unimodal on a one-state task (benchmark/multimodality.py): refit on the actions of a Gaussian
     policy, the flow from N(0, 1) is the affine map m + s z, so the next stage's Gaussian latent decodes to a Gaussian."""
@@ -227,7 +247,7 @@ def test_min_total_timesteps_is_the_smallest_budget_that_fits():
 def test_non_finite_loss_stops_the_run_before_the_update(script, tmp_path):
     """NaN rewards make the first minibatch's loss NaN: the run must stop with one line, not crash later on NaN
     weights."""
-    flags = ["--env-id", "tests.nan_env:NanRewardPendulum-v0", "--total-timesteps", "8192", *FAST_PPO]
+    flags = ["--env-id", "tests.envs:NanRewardPendulum-v0", "--total-timesteps", "8192", *FAST_PPO]
     result = run_script(script, *flags, cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip() == "error: non-finite loss (nan) at step 1024; stopping before the run writes garbage"

@@ -319,7 +319,7 @@ def test_bad_input_stops_with_one_line(script, flags, message, tmp_path):
 @pytest.mark.parametrize("script", ["gaussian_sac.py", "gorl_sac.py"])
 def test_non_finite_loss_stops_the_run_with_one_line(script, tmp_path):
     """NaN rewards poison the soft target: the run must stop at its next log, not write garbage."""
-    flags = ["--env-id", "tests.nan_env:NanRewardPendulum-v0", "--total-timesteps", "600", "--learning-starts", "200"]
+    flags = ["--env-id", "tests.envs:NanRewardPendulum-v0", "--total-timesteps", "600", "--learning-starts", "200"]
     flags += ["--eval-episodes", "1", *FAST_SAC] + (["--num-stages", "1"] if script == "gorl_sac.py" else [])
     result = run_script(script, *flags, cwd=tmp_path)
     assert result.returncode == 1

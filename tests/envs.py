@@ -1,0 +1,41 @@
+"""Environments for the tests only; importing the module registers them, so a script reaches them by an id of the
+form tests.envs:Name-v0.
+
+NanRewardPendulum-v0: a Pendulum whose rewards are NaN. The scripts must stop with one line at their first
+non-finite loss rather than train on garbage.
+Clock-v0: episodes of exactly 40 steps whose observation is the step's index in the episode, so that a test can read
+off which phases of an episode some data covers.
+"""
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.envs.classic_control.pendulum import PendulumEnv
+
+
+class NanRewardPendulum(PendulumEnv):
+    def step(self, action):
+        obs, _, terminated, truncated, info = super().step(action)
+        return obs, float("nan"), terminated, truncated, info
+
+
+class Clock(gym.Env):
+    """Observation [t], t = 0, 1, ... the step in the episode; the time limit ends every episode after 40 steps."""
+
+    def __init__(self):
+        self.observation_space = gym.spaces.Box(0.0, 1000.0, (1,), dtype=np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), dtype=np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(1, dtype=np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.full(1, self.t, dtype=np.float32), 0.0, False, False, {}
+
+
+# no env checker: its warning about the NaN reward would come before the script's own line
+for name, max_episode_steps in [("NanRewardPendulum", 200), ("Clock", 40)]:
+    if f"{name}-v0" not in gym.registry:
+        gym.register(f"{name}-v0", f"tests.envs:{name}", max_episode_steps=max_episode_steps, disable_env_checker=True)

@@ -18,7 +18,7 @@ import random
 import sys
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Literal, Optional
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # dm_control renders headless; without it it warns about a missing DISPLAY
 
@@ -118,6 +118,20 @@ class Args:
     """stop a decoder refit after this many epochs without a better validation loss"""
     reset_critic: bool = False
     """re-initialise the critic at each stage start, as the paper's code does (kept by default: see README)"""
+    stage_lr_restart: bool = False
+    """each stage after the first restarts at --learning-rate and anneals (with --anneal-lr) to zero within itself;
+    off: one run-wide schedule, so later stages start at a fraction of the rate. Stage 0 follows the run-wide one
+    either way, as Gaussian PPO does"""
+    later_clip_coef: Optional[float] = None
+    """surrogate clipping coefficient of the stages after the first (the paper's code: 0.3, against 0.15 in stage 0);
+    None: --clip-coef"""
+    later_max_grad_norm: Optional[float] = None
+    """gradient-norm clip of the stages after the first (the paper's code: 1.0, against 0.5); None: --max-grad-norm"""
+    decoder_data_policy: Literal["last", "best"] = "last"
+    """the policy that collects each refit's data and starts the next stage: the stage's last, or its best-evaluated
+    (the paper's pipeline)"""
+    fresh_decoder: bool = False
+    """refit a freshly initialised decoder at each stage end (both official releases) instead of warm-starting it"""
 
 
 PAPER_TASKS = ("HopperStand", "CheetahRun", "FingerSpin", "FingerTurnHard", "FishSwim", "WalkerWalk", "BallInCup")
@@ -454,6 +468,8 @@ FLOAT_RANGES = {
     "vf_coef": (0.0, np.inf, True, False),
     "max_grad_norm": (0.0, np.inf, False, False),
     "target_kl": (0.0, np.inf, False, False),
+    "later_clip_coef": (0.0, np.inf, False, False),
+    "later_max_grad_norm": (0.0, np.inf, False, False),
     "latent_kl_coef": (0.0, np.inf, True, False),
     "decoder_lr": (0.0, np.inf, False, False),
 }
@@ -576,6 +592,8 @@ if __name__ == "__main__":
     with torch.random.fork_rng():  # the decoder's init leaves the RNG stream as in Gaussian PPO: stage 0 is identical
         decoder = FlowDecoder(obs_dim, action_dim, args.flow_steps)
     stage, stage_ends = 0, np.cumsum(stage_iterations)
+    clip_coef, max_grad_norm = args.clip_coef, args.max_grad_norm
+    stage_best_eval, stage_best_state = -np.inf, None
 
     # ALGO Logic: Storage setup
     obs = torch.zeros((args.num_steps, args.num_envs, obs_dim))
@@ -599,12 +617,17 @@ if __name__ == "__main__":
             eval_start = time.time()
             last_eval, last_eval_step = evaluate(agent, decoder, eval_envs, seed=args.seed + 10_000).mean(), global_step
             writer.add_scalar("eval/episodic_return", last_eval, global_step)
+            if args.decoder_data_policy == "best" and last_eval > stage_best_eval:
+                stage_best_eval, stage_best_state = last_eval, copy.deepcopy(agent.state_dict())
             next_eval += args.eval_every
             start_time += time.time() - eval_start  # SPS measures training only
 
         # Annealing the rate if instructed to do so.
         if args.anneal_lr:
-            frac = 1.0 - (iteration - 1.0) / args.num_iterations
+            if args.stage_lr_restart and stage > 0:  # the stage's own schedule, from its first iteration to its last
+                frac = 1.0 - (iteration - 1.0 - stage_ends[stage - 1]) / stage_iterations[stage]
+            else:
+                frac = 1.0 - (iteration - 1.0) / args.num_iterations
             optimizer.param_groups[0]["lr"] = frac * args.learning_rate
 
         for step in range(args.num_steps):
@@ -663,7 +686,7 @@ if __name__ == "__main__":
                     # calculate approx_kl http://joschu.net/blog/kl-approx.html
                     old_approx_kl = (-logratio).mean()
                     approx_kl = ((ratio - 1) - logratio).mean()
-                    clipfracs += [((ratio - 1.0).abs() > args.clip_coef).float().mean().item()]
+                    clipfracs += [((ratio - 1.0).abs() > clip_coef).float().mean().item()]
 
                 mb_advantages = b_advantages[mb_inds]
                 if args.norm_adv:
@@ -671,7 +694,7 @@ if __name__ == "__main__":
 
                 # Policy loss
                 pg_loss1 = -mb_advantages * ratio
-                pg_loss2 = -mb_advantages * torch.clamp(ratio, 1 - args.clip_coef, 1 + args.clip_coef)
+                pg_loss2 = -mb_advantages * torch.clamp(ratio, 1 - clip_coef, 1 + clip_coef)
                 pg_loss = torch.max(pg_loss1, pg_loss2).mean()
 
                 # Value loss
@@ -680,8 +703,8 @@ if __name__ == "__main__":
                     v_loss_unclipped = (newvalue - b_returns[mb_inds]) ** 2
                     v_clipped = b_values[mb_inds] + torch.clamp(
                         newvalue - b_values[mb_inds],
-                        -args.clip_coef,
-                        args.clip_coef,
+                        -clip_coef,
+                        clip_coef,
                     )
                     v_loss_clipped = (v_clipped - b_returns[mb_inds]) ** 2
                     v_loss_max = torch.max(v_loss_unclipped, v_loss_clipped)
@@ -699,7 +722,7 @@ if __name__ == "__main__":
                     )
                 optimizer.zero_grad()
                 loss.backward()
-                nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
+                nn.utils.clip_grad_norm_(agent.parameters(), max_grad_norm)
                 optimizer.step()
 
             if args.target_kl is not None and approx_kl > args.target_kl:
@@ -738,6 +761,11 @@ if __name__ == "__main__":
         if iteration in stage_ends[:-1]:
             # Decoder refinement (paper Sec. 4.2): fresh rollouts of the current composed policy, counted in the budget
             refit_start = time.time()
+            if stage_best_state is not None:  # the stage's best-evaluated policy collects the data and goes on
+                agent.load_state_dict(stage_best_state)
+                print(f"stage {stage}: the policy evaluated at {stage_best_eval:.1f} collects the decoder data", flush=True)
+            if args.fresh_decoder:
+                decoder = FlowDecoder(obs_dim, action_dim, args.flow_steps)
             num_data_envs = decoder_data_envs(decoder_data_steps, longest_episode, args.num_envs)
             data_envs = make_vector_env(gym_id, num_data_envs, args.seed + 20_000 + 1_000 * stage)
             data_obs, data_actions, data_returns = collect_decoder_data(
@@ -762,7 +790,8 @@ if __name__ == "__main__":
             writer.add_scalar("losses/decoder_train", train_loss, global_step)
             writer.add_scalar("losses/decoder_val", val_loss, global_step)
             print(
-                f"stage {stage} done: decoder refit on {len(data_obs):,} (s, a) pairs from {num_data_envs} envs run from reset, "
+                f"stage {stage} done: decoder refit on {len(data_obs):,} (s, a) pairs ({num_data_envs} envs x "
+                f"{decoder_data_steps // num_data_envs} steps from reset), "
                 f"train loss {train_loss:.4f}, val loss {val_loss:.4f} ({time.time() - refit_start:.0f} s)",
                 flush=True,
             )
@@ -771,6 +800,9 @@ if __name__ == "__main__":
             if args.reset_critic:
                 agent.critic = Agent(obs_dim, action_dim).critic
             optimizer = optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
+            clip_coef = args.clip_coef if args.later_clip_coef is None else args.later_clip_coef
+            max_grad_norm = args.max_grad_norm if args.later_max_grad_norm is None else args.later_max_grad_norm
+            stage_best_eval, stage_best_state = -np.inf, None
             stage += 1
 
     last_eval = evaluate(agent, decoder, eval_envs, seed=args.seed + 10_000).mean()

@@ -292,6 +292,22 @@ def test_gorl_ppo_runs_two_stages_on_dm_control_and_reloads(tmp_path):
     )
 
 
+def test_later_stages_restart_the_rate_and_continue_from_the_best_policy(tmp_path):
+    flags = ["--env-id", "Pendulum-v1", "--total-timesteps", "12288", "--num-stages", "2", "--eval-every", "1024"]
+    flags += ["--stage-lr-restart", "--decoder-data-policy", "best", "--fresh-decoder", "--decoder-epochs", "3", *FAST_PPO]
+    result = run_script("gorl_ppo.py", *flags, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    scalars = check_two_stage_run(tmp_path)
+    best = max(value for step, value in scalars["eval/episodic_return"] if step < 8192)  # the evals within stage 0
+    assert f"stage 0: the policy evaluated at {best:.1f} collects the decoder data" in result.stdout
+    stages, rates = values(scalars, "charts/stage"), values(scalars, "charts/learning_rate")
+    stage0 = [rate for stage, rate in zip(stages, rates) if stage == 0]
+    stage1 = [rate for stage, rate in zip(stages, rates) if stage == 1]
+    # stage 0 (7 batches) keeps the run-wide schedule over all 11 batches; stage 1 anneals over its own 4
+    assert stage0 == pytest.approx([1e-3 * (1 - i / 11) for i in range(7)], rel=1e-6)
+    assert stage1 == pytest.approx([1e-3 * (1 - i / 4) for i in range(4)], rel=1e-6)
+
+
 def test_gaussian_ppo_runs_on_dm_control(tmp_path):
     flags = ["--env-id", "CartpoleBalance", "--total-timesteps", "8192", "--eval-every", "4096", *FAST_PPO]
     result = run_script("gaussian_ppo.py", *flags, cwd=tmp_path)

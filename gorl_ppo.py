@@ -102,8 +102,10 @@ class Args:
     """stages of latent-policy training; the budget splits like the paper's 60M/60M/30M/30M (1/3, 1/3, 1/6, 1/6)"""
     latent_kl_coef: float = 1e-3
     """coefficient of KL(pi_theta(.|s) || N(0, I)), which keeps z where the decoder was trained"""
+    decoder: Literal["flow", "diffusion"] = "flow"
+    """the generative decoder: flow matching (GoRL-FM) or diffusion sampled by DDIM (GoRL-Diff)"""
     flow_steps: int = 10
-    """Euler steps of the decoder's flow from t=1 (x=z) to t=0 (x=pre-squash action)"""
+    """sampling steps of the decoder from t=1 (x=z) to t=0 (x=pre-squash action)"""
     decoder_data_fraction: float = 0.01
     """share of --total-timesteps spent on fresh rollouts to refit the decoder at each stage end (counted in the budget)"""
     decoder_epochs: int = 50
@@ -259,19 +261,25 @@ def stage_fractions(num_stages: int) -> np.ndarray:
 class FlowDecoder(nn.Module):
     """Conditional flow-matching decoder g_phi(s, z) (paper Sec. 4.2): a velocity field v(s, x_t, t) integrated
     from t=1, where x = z, to t=0, where x is the pre-squash action. It keeps its own observation statistics,
-    frozen at each refit, so that PPO's changing statistics never move the decoder."""
+    frozen at each refit, so that PPO's changing statistics never move the decoder.
+
+    Sampling takes flow_steps updates x <- x + step_sizes[k] * net(s, x, t_k) on the grid t_k = 1 - k / flow_steps;
+    for the flow, net is the velocity and every step is Euler's, -1 / flow_steps (DiffusionDecoder changes both)."""
 
     def __init__(self, obs_dim: int, action_dim: int, flow_steps: int, hidden: int = 64, time_dim: int = 8):
         super().__init__()
         self.flow_steps = flow_steps
         self.obs_rms = RunningMeanStd(obs_dim)
         self.register_buffer("frequencies", 2.0 ** torch.arange(time_dim // 2) * torch.pi)
+        step_times = 1.0 - torch.arange(flow_steps, dtype=torch.float64) / flow_steps
+        self.register_buffer("step_times", step_times.float(), persistent=False)
+        self.register_buffer("step_sizes", torch.full((flow_steps,), -1.0 / flow_steps), persistent=False)
         layers, width = [], obs_dim + action_dim + time_dim
         for _ in range(4):
             layers += [nn.Linear(width, hidden), nn.SiLU()]
             width = hidden
         self.velocity = nn.Sequential(*layers, nn.Linear(hidden, action_dim))
-        # a zero output layer makes v = 0, so Euler steps leave x unchanged: stage 0's decoder is exactly a = z
+        # a zero output layer makes v = 0, so the steps leave x unchanged: stage 0's decoder is exactly a = z
         nn.init.zeros_(self.velocity[-1].weight)
         nn.init.zeros_(self.velocity[-1].bias)
 
@@ -281,16 +289,53 @@ class FlowDecoder(nn.Module):
 
     def forward(self, obs: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         if not (self.velocity[-1].weight.any() or self.velocity[-1].bias.any()):
-            return z  # zero velocity field (stage 0): integrating it is the identity, so skip the Euler steps
-        obs_normalized, x, dt = self.obs_rms(obs), z, 1.0 / self.flow_steps
-        for k in range(self.flow_steps):
-            x = x - dt * self.velocity_at(obs_normalized, x, torch.full_like(x[:, :1], 1.0 - k * dt))
+            return z  # zero output layer (stage 0): the steps are the identity, so skip them
+        obs_normalized, x = self.obs_rms(obs), z
+        for t, step_size in zip(self.step_times.tolist(), self.step_sizes.tolist()):
+            x = x + step_size * self.velocity_at(obs_normalized, x, torch.full_like(x[:, :1], t))
         return x
 
-    def flow_matching_loss(self, obs, actions, eps, t) -> torch.Tensor:
+    def loss(self, obs, actions, eps, t) -> torch.Tensor:
         """Conditional flow matching with the fixed prior: x_t = t eps + (1 - t) a, target velocity eps - a."""
         x_t = t * eps + (1 - t) * actions
         return ((self.velocity_at(self.obs_rms(obs), x_t, t) - (eps - actions)) ** 2).mean()
+
+
+class DiffusionDecoder(FlowDecoder):
+    """GoRL-Diff's decoder: a denoising diffusion model sampled by deterministic DDIM (eta = 0) from x = z at t = 1
+    to the pre-squash action at t = 0. alpha_bar follows improved DDPM's cosine schedule (s = 0.008) over the first
+    official release's range, from 0.024 at t = 1 to 1 at t = 0. (The later release starts at 1e-3: its first DDIM
+    step then multiplies the network's error by 9, and measured here that folds the map z -> a, so the SAC
+    variant's relabelling cannot invert it; from 0.024 the factor is 0.9.) DDIM's step x_{k+1} = r_k x_k + c_k eps_hat, with r_k = sqrt(ab_{k+1} / ab_k) and
+    c_k = sqrt(1 - ab_{k+1}) - r_k sqrt(1 - ab_k), is taken in the epsilon-delta form x_{k+1} = x_k + c_k delta with
+    delta = eps_hat + (r_k - 1) x_k / c_k, and the network predicts delta: a zero output layer is exactly a = z, and
+    delta's squared error equals that of the noise prediction eps_hat, DDPM's loss."""
+
+    def __init__(self, obs_dim: int, action_dim: int, flow_steps: int, hidden: int = 64, time_dim: int = 8):
+        super().__init__(obs_dim, action_dim, flow_steps, hidden, time_dim)
+        t = 1.0 - torch.arange(flow_steps, dtype=torch.float64) / flow_steps
+
+        def cosine(t):  # alpha_bar at noise level tau = 0.9 t: 1 at t = 0, 0.024 at t = 1
+            return (torch.cos((0.9 * t + 0.008) / 1.008 * torch.pi / 2) / np.cos(0.008 / 1.008 * np.pi / 2)) ** 2
+
+        alpha_bar, alpha_bar_next = cosine(t), cosine((t - 1.0 / flow_steps).clamp(min=0.0))
+        r = torch.sqrt(alpha_bar_next / alpha_bar)
+        c = torch.sqrt((1 - alpha_bar_next).clamp(min=0.0)) - r * torch.sqrt(1 - alpha_bar)
+        self.step_sizes = c.float()
+        self.register_buffer("alpha_bars", alpha_bar.float(), persistent=False)
+        self.register_buffer("drifts", ((r - 1) / c).float(), persistent=False)
+
+    def loss(self, obs, actions, eps, t) -> torch.Tensor:
+        """Noise prediction at a grid step that t ~ U(0, 1) picks uniformly: x_k = sqrt(ab_k) a + sqrt(1 - ab_k) eps,
+        target delta = eps + (r_k - 1) x_k / c_k."""
+        k = (t.squeeze(-1) * self.flow_steps).long().clamp(max=self.flow_steps - 1)
+        alpha_bar = self.alpha_bars[k].unsqueeze(-1)
+        x_k = alpha_bar.sqrt() * actions + (1 - alpha_bar).sqrt() * eps
+        target = eps + self.drifts[k].unsqueeze(-1) * x_k
+        return ((self.velocity_at(self.obs_rms(obs), x_k, self.step_times[k].unsqueeze(-1)) - target) ** 2).mean()
+
+
+DECODERS = {"flow": FlowDecoder, "diffusion": DiffusionDecoder}
 
 
 def fit_decoder(decoder, obs, actions, epochs, batch_size, lr, noise_draws, patience, val_fraction=0.1):
@@ -307,12 +352,12 @@ def fit_decoder(decoder, obs, actions, epochs, batch_size, lr, noise_draws, pati
     best_val, best_state, epochs_since_best = float("inf"), copy.deepcopy(decoder.state_dict()), 0
     for _ in range(epochs):
         for idx in train[torch.randperm(len(train))].split(batch_size):
-            loss = decoder.flow_matching_loss(obs[idx], actions[idx], torch.randn_like(actions[idx]), torch.rand(len(idx), 1))
+            loss = decoder.loss(obs[idx], actions[idx], torch.randn_like(actions[idx]), torch.rand(len(idx), 1))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
         with torch.no_grad():
-            val_loss = decoder.flow_matching_loss(obs[val], actions[val], val_eps, val_t).item()
+            val_loss = decoder.loss(obs[val], actions[val], val_eps, val_t).item()
         if val_loss < best_val:
             best_val, best_state, epochs_since_best = val_loss, copy.deepcopy(decoder.state_dict()), 0
         else:
@@ -530,7 +575,9 @@ def load_checkpoint(path: str, num_episodes: int):
     envs = make_vector_env(resolve_env_id(saved_args.env_id), num_episodes, saved_args.seed + 10_000)
     agent = Agent(envs.single_observation_space.shape[0], envs.single_action_space.shape[0])
     agent.load_state_dict(checkpoint["agent"])
-    decoder = FlowDecoder(envs.single_observation_space.shape[0], envs.single_action_space.shape[0], saved_args.flow_steps)
+    decoder = DECODERS[saved_args.decoder](
+        envs.single_observation_space.shape[0], envs.single_action_space.shape[0], saved_args.flow_steps
+    )
     decoder.load_state_dict(checkpoint["decoder"])
     return saved_args, agent, decoder, envs
 
@@ -590,7 +637,7 @@ if __name__ == "__main__":
     agent = Agent(obs_dim, action_dim)
     optimizer = optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
     with torch.random.fork_rng():  # the decoder's init leaves the RNG stream as in Gaussian PPO: stage 0 is identical
-        decoder = FlowDecoder(obs_dim, action_dim, args.flow_steps)
+        decoder = DECODERS[args.decoder](obs_dim, action_dim, args.flow_steps)
     stage, stage_ends = 0, np.cumsum(stage_iterations)
     clip_coef, max_grad_norm = args.clip_coef, args.max_grad_norm
     stage_best_eval, stage_best_state = -np.inf, None
@@ -765,7 +812,7 @@ if __name__ == "__main__":
                 agent.load_state_dict(stage_best_state)
                 print(f"stage {stage}: the policy evaluated at {stage_best_eval:.1f} collects the decoder data", flush=True)
             if args.fresh_decoder:
-                decoder = FlowDecoder(obs_dim, action_dim, args.flow_steps)
+                decoder = DECODERS[args.decoder](obs_dim, action_dim, args.flow_steps)
             num_data_envs = decoder_data_envs(decoder_data_steps, longest_episode, args.num_envs)
             data_envs = make_vector_env(gym_id, num_data_envs, args.seed + 20_000 + 1_000 * stage)
             data_obs, data_actions, data_returns = collect_decoder_data(

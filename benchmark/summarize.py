@@ -61,6 +61,10 @@ PAPER_RESULTS = {
 }  # fmt: skip
 
 
+# the paper's names of this project's columns
+PAPER_NAMES = {"gaussian_ppo": "PPO", "gorl_ppo": "GoRL-FM", "gorl_ppo_diff": "GoRL-Diff"}
+
+
 def shown(path: str, start: str = ROOT) -> str:
     """A path relative to the repo when it is inside it (results are committed), else as it is."""
     relative = os.path.relpath(path, start)
@@ -141,7 +145,8 @@ def returns_table(sweep: dict, found: dict, problems: list) -> str:
             rows.append([f"`{column}`", mean_std(values)])
     else:
         paper_methods = list(paper["methods"]) if paper else []
-        header = ["task", *[f"`{c}`" for c in columns], *[f"paper {m}" for m in paper_methods]]
+        header = ["task", *[f"`{c}`" + (f" ({PAPER_NAMES[c]})" if c in PAPER_NAMES else "") for c in columns]]
+        header += [f"paper {m}" for m in paper_methods]
         for task in tasks:
             row = [task]
             for column in columns:

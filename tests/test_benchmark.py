@@ -45,38 +45,39 @@ def flag(words, name):
 def test_main_table_paper_preset_runs_every_task_method_and_seed_at_the_paper_budget(tmp_path):
     out = table_script("run_all.sh", "--dry-run", out_dir=tmp_path)
     runs = commands(out)
-    assert len(runs) == 6 * 2 * 5
+    assert len(runs) == 6 * 3 * 5
     assert sorted({flag(r, "--env-id") for r in runs}) == sorted(TABLE_1)
-    assert {flag(r, "--exp-name") for r in runs} == {"gorl_ppo", "gaussian_ppo"}
+    assert {flag(r, "--exp-name") for r in runs} == {"gorl_ppo", "gorl_ppo_diff", "gaussian_ppo"}
+    assert all(r[-2:] == ["--decoder", "diffusion"] for r in runs if flag(r, "--exp-name") == "gorl_ppo_diff")
     assert sorted({int(flag(r, "--seed")) for r in runs}) == [1, 2, 3, 4, 5]
     assert {flag(r, "--total-timesteps") for r in runs} == {"180000000"}
     assert {flag(r, "--eval-every") for r in runs} == {"6000000"} and {flag(r, "--eval-episodes") for r in runs} == {"128"}
     keys = {(flag(r, "--env-id"), flag(r, "--exp-name"), flag(r, "--seed")) for r in runs}
     assert len(keys) == len(runs)  # no duplicates
-    assert "180,000,000 env steps per run" in out and "60 runs: 0 already done (skipped), 60 to run" in out
+    assert "180,000,000 env steps per run" in out and "90 runs: 0 already done (skipped), 90 to run" in out
     assert not os.listdir(tmp_path)  # a dry run writes nothing
 
 
 def test_quick_preset_is_one_knob_smaller_and_scales_evaluation(tmp_path):
     runs = commands(table_script("run_all.sh", "--preset", "quick", "--dry-run", out_dir=tmp_path))
-    assert len(runs) == 6 * 2 * 2
+    assert len(runs) == 6 * 3 * 2
     assert sorted({int(flag(r, "--seed")) for r in runs}) == [1, 2]
     assert {flag(r, "--total-timesteps") for r in runs} == {"150000"}
     assert {flag(r, "--eval-every") for r in runs} == {"30000"}
-    gorl = [r for r in runs if flag(r, "--exp-name") == "gorl_ppo"]
-    assert len(gorl) == 12 and all("--decoder-data-fraction" in r for r in gorl)
+    gorl = [r for r in runs if flag(r, "--exp-name").startswith("gorl_ppo")]
+    assert len(gorl) == 24 and all("--decoder-data-fraction" in r for r in gorl)
     # overrides: the budget knob, the number of seeds and the task list
     runs = commands(
         table_script("run_all.sh", "--preset", "quick", "--ppo-steps", "50000", "--num-seeds", "1", "--tasks", "HopperStand",
                      "--dry-run", out_dir=tmp_path)  # fmt: skip
     )
-    assert len(runs) == 2 and {flag(r, "--total-timesteps") for r in runs} == {"50000"}
+    assert len(runs) == 3 and {flag(r, "--total-timesteps") for r in runs} == {"50000"}
     assert {flag(r, "--eval-every") for r in runs} == {"10000"}
 
 
 def test_other_tables_command_lists(tmp_path):
     humanoids = commands(table_script("humanoids.sh", "--dry-run", out_dir=tmp_path))
-    assert len(humanoids) == 2 * 2 * 3
+    assert len(humanoids) == 2 * 3 * 3
     assert {flag(r, "--env-id") for r in humanoids} == {"HumanoidStand", "HumanoidRun"}
     assert {flag(r, "--total-timesteps") for r in humanoids} == {"180000000"}
 

@@ -29,17 +29,19 @@ FAST_PPO = ["--num-envs", "8", "--num-steps", "128", "--learning-rate", "1e-3", 
 # ---------------------------------------------------------------- decoder
 
 
-def test_identity_decoder_returns_z_exactly():
+@pytest.mark.parametrize("kind", ["flow", "diffusion"])
+def test_identity_decoder_returns_z_exactly(kind):
     torch.manual_seed(0)
-    decoder = gorl_ppo.FlowDecoder(obs_dim=5, action_dim=3, flow_steps=10)
+    decoder = gorl_ppo.DECODERS[kind](obs_dim=5, action_dim=3, flow_steps=10)
     obs, z = torch.randn(64, 5) * 3, torch.randn(64, 3) * 2
     assert torch.equal(decoder(obs, z), z)
 
 
-def test_decoder_learns_a_bimodal_conditional_distribution_that_a_gaussian_cannot():
+@pytest.mark.parametrize("kind", ["flow", "diffusion"])
+def test_decoder_learns_a_bimodal_conditional_distribution_that_a_gaussian_cannot(kind):
     torch.manual_seed(0)
     obs, actions = two_mode_dataset(4000, noise=0.02)
-    decoder = gorl_ppo.FlowDecoder(obs_dim=2, action_dim=1, flow_steps=10)
+    decoder = gorl_ppo.DECODERS[kind](obs_dim=2, action_dim=1, flow_steps=10)
     _, val_loss = gorl_ppo.fit_decoder(decoder, obs, actions, epochs=60, batch_size=1024, lr=3e-3, noise_draws=8, patience=60)
     assert np.isfinite(val_loss)
 

@@ -259,19 +259,21 @@ def test_no_episode_end_passes_observations_through():
 # ---------------------------------------------------------------- stage transition
 
 
-def test_identity_decoder_inverts_exactly():
-    decoder = gorl_sac.FlowDecoder(obs_dim=4, action_dim=2, flow_steps=10)
+@pytest.mark.parametrize("kind", ["flow", "diffusion"])
+def test_identity_decoder_inverts_exactly(kind):
+    decoder = gorl_sac.DECODERS[kind](obs_dim=4, action_dim=2, flow_steps=10)
     obs, x0 = torch.randn(32, 4), torch.randn(32, 2) * 2
     eps = gorl_sac.invert_decoder(decoder, obs, x0)
     assert torch.equal(eps, x0) and torch.equal(decoder(obs, eps), x0)
 
 
-def test_relabelled_latents_decode_back_to_the_stored_actions():
+@pytest.mark.parametrize("kind", ["flow", "diffusion"])
+def test_relabelled_latents_decode_back_to_the_stored_actions(kind):
     """The buffer relabelling at a stage change: the new decoder's inverse of each stored pre-squash action decodes
     back to that action, for a decoder fit on a state-dependent two-mode distribution."""
     torch.manual_seed(0)
     obs, actions = two_mode_dataset(2000, noise=0.05)
-    decoder = gorl_sac.FlowDecoder(obs_dim=2, action_dim=1, flow_steps=10)
+    decoder = gorl_sac.DECODERS[kind](obs_dim=2, action_dim=1, flow_steps=10)
     _, val_loss = gorl_sac.fit_decoder(decoder, obs, actions, epochs=20, batch_size=1024, lr=3e-3, noise_draws=8, patience=20)
     assert np.isfinite(val_loss)
     with torch.no_grad():
@@ -280,11 +282,14 @@ def test_relabelled_latents_decode_back_to_the_stored_actions():
         eps = gorl_sac.invert_decoder(decoder, obs, actions, chunk=512)  # chunked like a large buffer
         round_trip = (decoder(obs, eps) - actions).abs()
         assert round_trip.max() < 1e-3, round_trip.max()
-        # the explicit backward Euler step alone (no fixed-point iterations) is visibly worse
+        # the explicit backward step alone (one iteration) is visibly worse: far worse for DDIM's larger steps
         explicit = (decoder(obs, gorl_sac.invert_decoder(decoder, obs, actions, iterations=1)) - actions).abs()
-        assert explicit.max() > 10 * round_trip.max() and explicit.max() < 0.1, explicit.max()
-        # relabelled latents of the data look like draws from the prior the decoder was fit on
-        assert abs(eps.mean().item()) < 0.3 and 0.6 < eps.std().item() < 1.4
+        assert explicit.max() > 10 * round_trip.max() and explicit.max() < (0.1 if kind == "flow" else 2.0), explicit.max()
+        # the flow's relabelled latents of the data look like draws from the prior it was fit on (median |eps|: N(0, 1)
+        # has 0.674). Not so the diffusion decoder's at this short fit: it decodes the modes ~8% closer together than
+        # the data, so the data's latents come out wider (median |eps| 1.15 measured); relabelling needs only the round trip
+        if kind == "flow":
+            assert abs(eps.mean().item()) < 0.3 and 0.5 < eps.abs().median().item() < 0.85, (eps.mean(), eps.abs().median())
 
 
 # ---------------------------------------------------------------- errors

@@ -295,3 +295,19 @@ def test_gorl_puts_clear_mass_on_both_modes(bandit_samples):
 def test_gaussian_commits_to_one_mode(bandit_samples):
     fractions = multimodality.mode_fractions(bandit_samples["gaussian_ppo"])
     assert max(fractions["neg"], fractions["pos"]) > 0.9 and min(fractions["neg"], fractions["pos"]) < 0.05, fractions
+
+
+def test_curve_table_reads_each_run_at_every_step_and_gives_ranges(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    from benchmark.curve_table import curve_table
+
+    for name, last in [("gorl_sac", 100), ("gaussian_sac", 60)]:
+        writer = SummaryWriter(str(tmp_path / f"Task__{name}__1__0"))
+        for step in range(0, last + 1, 10):
+            writer.add_scalar("losses/qf1_values", step / 10, step)
+        writer.close()
+    table = curve_table([str(tmp_path / "Task__gorl_sac__1__0"), str(tmp_path / "Task__gaussian_sac__1__0")],
+                        ["losses/qf1_values"], every=50)  # fmt: skip
+    assert "| 50 | 5.0 | 5.0 |" in table and "| 100 | 10.0 |  |" in table  # nothing after a run's last point
+    assert "- gaussian_sac `losses/qf1_values`: 0.00 to 6.00 over 7 points, last 6.00 at step 60" in table

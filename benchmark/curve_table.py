@@ -1,0 +1,57 @@
+"""A markdown table of some runs' scalars every N env steps, with each tag's range over the whole run: for reading and
+recording learning curves of single runs (a sweep's tables come from summarize.py).
+
+    python benchmark/curve_table.py runs/HopperStand__gorl_sac__1__* runs/HopperStand__gaussian_sac__1__* --every 50000
+"""
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmark.events import read_scalars  # noqa: E402
+
+
+def value_at(points: list, step: int):
+    """The last logged value at or before step; None before the first and after the last (the run stopped there)."""
+    before = [value for at, value in points if at <= step]
+    return before[-1] if before and step <= points[-1][0] else None
+
+
+def curve_table(run_dirs: list, tags: list, every: int) -> str:
+    runs = {os.path.basename(os.path.normpath(d)).split("__")[1]: read_scalars(d) for d in run_dirs}
+    last_step = max(points[-1][0] for scalars in runs.values() for tag, points in scalars.items() if tag in tags)
+    header = ["env steps"] + [f"{name} `{tag}`" for name in runs for tag in tags]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for step in range(0, last_step + 1, every):
+        cells = [f"{step:,}"]
+        for scalars in runs.values():
+            for tag in tags:
+                value = value_at(scalars.get(tag, []), step)
+                cells.append("" if value is None else f"{value:.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    for name, scalars in runs.items():
+        for tag in tags:
+            values = [value for _, value in scalars.get(tag, [])]
+            if values:
+                lines.append(f"- {name} `{tag}`: {min(values):.2f} to {max(values):.2f} over {len(values)} points, "
+                             f"last {values[-1]:.2f} at step {scalars[tag][-1][0]:,}")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dirs", nargs="+", help="run directories (runs/{run_name}) with TensorBoard event files")
+    parser.add_argument("--tags", nargs="+", default=["eval/episodic_return", "losses/qf1_values"], help="scalars to show")
+    parser.add_argument("--every", type=int, default=50_000, help="env steps between rows")
+    args = parser.parse_args(argv)
+    try:
+        print(curve_table(args.run_dirs, args.tags, args.every), end="")
+    except FileNotFoundError as err:
+        sys.exit(f"error: {err}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

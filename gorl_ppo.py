@@ -17,7 +17,7 @@ import pickle
 import random
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, Optional
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # dm_control renders headless; without it it warns about a missing DISPLAY
@@ -84,6 +84,12 @@ class Args:
     """the maximum norm for the gradient clipping"""
     target_kl: Optional[float] = None
     """the target KL divergence threshold (early stop of the epochs)"""
+    actor_hidden: tuple[int, ...] = (64, 64)
+    """hidden layer widths of the policy network"""
+    critic_hidden: tuple[int, ...] = (64, 64)
+    """hidden layer widths of the value network"""
+    activation: Literal["tanh", "silu"] = "tanh"
+    """activation of both networks' hidden layers"""
     eval_every: int = 250_000
     """environment steps between deterministic evaluations (mean action)"""
     eval_episodes: int = 10
@@ -368,24 +374,21 @@ def fit_decoder(decoder, obs, actions, epochs, batch_size, lr, noise_draws, pati
     return loss.item(), best_val
 
 
+def mlp(in_dim: int, hidden: tuple, out_dim: int, activation: str, out_std: float) -> nn.Sequential:
+    """Orthogonally initialised MLP (CleanRL's layer_init), out_std scaling its output layer."""
+    layers = []
+    for width in hidden:
+        layers += [layer_init(nn.Linear(in_dim, width)), nn.Tanh() if activation == "tanh" else nn.SiLU()]
+        in_dim = width
+    return nn.Sequential(*layers, layer_init(nn.Linear(in_dim, out_dim), std=out_std))
+
+
 class Agent(nn.Module):
-    def __init__(self, obs_dim: int, action_dim: int):
+    def __init__(self, obs_dim: int, action_dim: int, actor_hidden=(64, 64), critic_hidden=(64, 64), activation="tanh"):
         super().__init__()
         self.obs_rms = RunningMeanStd(obs_dim)
-        self.critic = nn.Sequential(
-            layer_init(nn.Linear(obs_dim, 64)),
-            nn.Tanh(),
-            layer_init(nn.Linear(64, 64)),
-            nn.Tanh(),
-            layer_init(nn.Linear(64, 1), std=1.0),
-        )
-        self.actor_mean = nn.Sequential(
-            layer_init(nn.Linear(obs_dim, 64)),
-            nn.Tanh(),
-            layer_init(nn.Linear(64, 64)),
-            nn.Tanh(),
-            layer_init(nn.Linear(64, action_dim), std=0.01),
-        )
+        self.critic = mlp(obs_dim, critic_hidden, 1, activation, out_std=1.0)
+        self.actor_mean = mlp(obs_dim, actor_hidden, action_dim, activation, out_std=0.01)
         self.actor_logstd = nn.Parameter(torch.zeros(1, action_dim))
 
     def reset_to_prior(self):
@@ -548,6 +551,43 @@ def check_args(args: Args):
         )
 
 
+# The paper's PPO configuration (MuJoCo Playground's Brax PPO for DM Control; ../shared/paper-notes.md). Brax steps
+# 2048 envs and takes minibatches of 1024 unrolls of 30 steps (30,720 transitions), 16 epochs x 32 of them per
+# 983,040 env steps. A CPU steps 32 envs, so this keeps the minibatch size and the gradient steps per env step instead:
+# rollouts of 32 x 960 steps are one minibatch, 16 epochs of it per 30,720 env steps. Not followed: Brax's reward scale
+# 10 (rewards keep the running-std scaling) and its policy's state-dependent softplus std (the log-std stays a parameter).
+PAPER = replace(
+    Args(),
+    learning_rate=1e-3,
+    anneal_lr=False,
+    num_steps=960,
+    num_minibatches=1,
+    update_epochs=16,
+    gamma=0.995,
+    gae_lambda=0.95,
+    ent_coef=0.01,
+    vf_coef=0.25,
+    actor_hidden=(32, 32, 32, 32),
+    critic_hidden=(256, 256, 256, 256, 256),
+    activation="silu",
+    # GoRL's stage schedule as the paper's code runs it
+    clip_coef=0.15,
+    later_clip_coef=0.3,
+    later_max_grad_norm=1.0,
+    decoder_data_policy="best",
+    fresh_decoder=True,
+)
+
+
+def parse_args() -> Args:
+    """`python gorl_ppo.py [FLAGS]` starts from CleanRL's defaults (Args); `python gorl_ppo.py paper [FLAGS]` from the paper's
+    configuration (PAPER), the flags applied on top of it by tyro either way."""
+    if sys.argv[1:2] == ["paper"]:
+        prog = f"{os.path.basename(sys.argv[0])} paper"
+        return tyro.cli(Args, default=PAPER, args=sys.argv[2:], prog=prog, description="the paper's PPO configuration")
+    return tyro.cli(Args, description="CleanRL's PPO defaults; `paper` as the first argument starts from the paper's")
+
+
 def save_checkpoint(path: str, args: Args, agent: Agent, decoder: FlowDecoder):
     """Everything needed to act again: args (env id, architecture), weights and observation statistics."""
     torch.save(
@@ -573,7 +613,13 @@ def load_checkpoint(path: str, num_episodes: int):
         raise ValueError(f"--eval-checkpoint {path} was saved by {saved_by}, not {script}: evaluate it with that script")
     saved_args = Args(**checkpoint["args"])
     envs = make_vector_env(resolve_env_id(saved_args.env_id), num_episodes, saved_args.seed + 10_000)
-    agent = Agent(envs.single_observation_space.shape[0], envs.single_action_space.shape[0])
+    agent = Agent(
+        envs.single_observation_space.shape[0],
+        envs.single_action_space.shape[0],
+        saved_args.actor_hidden,
+        saved_args.critic_hidden,
+        saved_args.activation,
+    )
     agent.load_state_dict(checkpoint["agent"])
     decoder = DECODERS[saved_args.decoder](
         envs.single_observation_space.shape[0], envs.single_action_space.shape[0], saved_args.flow_steps
@@ -583,7 +629,7 @@ def load_checkpoint(path: str, num_episodes: int):
 
 
 if __name__ == "__main__":
-    args = tyro.cli(Args)
+    args = parse_args()
     try:
         check_args(args)
         if args.eval_checkpoint:
@@ -634,7 +680,7 @@ if __name__ == "__main__":
     obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
     action_low, action_high = envs.single_action_space.low, envs.single_action_space.high
 
-    agent = Agent(obs_dim, action_dim)
+    agent = Agent(obs_dim, action_dim, args.actor_hidden, args.critic_hidden, args.activation)
     optimizer = optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
     with torch.random.fork_rng():  # the decoder's init leaves the RNG stream as in Gaussian PPO: stage 0 is identical
         decoder = DECODERS[args.decoder](obs_dim, action_dim, args.flow_steps)

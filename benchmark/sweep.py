@@ -47,12 +47,18 @@ METHODS = {
 # paper: 180M env steps per DM Control task (humanoids too), 4M for the SAC variant (2M + 1M + 1M); evaluation every
 # 6M steps (budget / 30) over 128 deterministic episodes. quick: small enough that the main table (6 tasks x 2
 # methods x 2 seeds = 24 runs) takes about 25 minutes with one worker on a 2-core laptop (see benchmark/README.md).
+# laptop: 10M env steps per PPO-type run (~30 min on one core), 1M per SAC-type run, the first 2 seeds, and only the
+# tasks known to learn within that: WalkerWalk (both PPO scripts ~440 at 10M here), CheetahRun (not yet measured here),
+# and Gym MuJoCo's SAC tasks. ppo_config: the configuration the PPO scripts start from (`python gorl_ppo.py paper ...`).
 PRESETS = {
     "paper": dict(ppo_steps=180_000_000, sac_steps=4_000_000, num_seeds=None, num_evals=30, ppo_eval_episodes=128,
-                  sac_eval_episodes=10, method_flags={}),
+                  sac_eval_episodes=10, method_flags={}, ppo_config="paper", tasks=None),
+    "laptop": dict(ppo_steps=10_000_000, sac_steps=1_000_000, num_seeds=2, num_evals=20, ppo_eval_episodes=10,
+                   sac_eval_episodes=10, method_flags={}, ppo_config=None,
+                   tasks=("WalkerWalk", "CheetahRun", "Hopper-v5", "Walker2d-v5", "HalfCheetah-v5")),
     "quick": dict(ppo_steps=150_000, sac_steps=20_000, num_seeds=2, num_evals=5, ppo_eval_episodes=5, sac_eval_episodes=5,
                   # the scripts' default 1% of the budget would refit the decoder on only 1.5k pairs at 150k steps
-                  method_flags={"gorl_ppo": ["--decoder-data-fraction", "0.03"]}),
+                  method_flags={"gorl_ppo": ["--decoder-data-fraction", "0.03"]}, ppo_config=None, tasks=None),
 }  # fmt: skip
 
 
@@ -123,7 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an extra column: METHOD run with FLAGS under exp name NAME (repeatable)")  # fmt: skip
     g.add_argument("--seeds", nargs="+", type=int, required=True, help="the table's seeds (a preset may use the first few)")
     g = p.add_argument_group("scale (defaults from --preset)")
-    g.add_argument("--preset", choices=sorted(PRESETS), default="paper", help="paper budgets, or a quick laptop run")
+    g.add_argument("--preset", choices=sorted(PRESETS), default="paper",
+                   help="paper: the paper's budgets and PPO configuration; laptop: 10M/1M steps, 2 seeds, the tasks that "
+                   "learn within that; quick: a smoke run")  # fmt: skip
     g.add_argument("--ppo-steps", type=int, help="env steps per PPO-type run (paper 180M, quick 150k)")
     g.add_argument("--sac-steps", type=int, help="env steps per SAC-type run (paper 4M, quick 20k)")
     g.add_argument("--num-seeds", type=int, help="use the first N of --seeds (paper: all, quick: 2)")
@@ -165,9 +173,15 @@ def plan(args) -> Sweep:
         columns[name] = {"method": method, "flags": flags}
     if not columns:
         raise SystemExit("error: nothing to run: give --methods and/or --variant")
+    tasks = [task for task in args.tasks if preset["tasks"] is None or task in preset["tasks"]]
+    if not tasks:
+        raise SystemExit(
+            f"error: the {args.preset} preset runs only tasks that learn within its budget ({', '.join(preset['tasks'])}); "
+            f"none of {' '.join(args.tasks)} is one"
+        )
     sweep = Sweep(
         table=args.table, preset=args.preset, sweep_dir=os.path.join(os.path.abspath(args.out_dir), args.table, args.preset),
-        tasks=list(args.tasks), columns=columns, seeds=seeds, budgets=budgets, eval_every=eval_every,
+        tasks=tasks, columns=columns, seeds=seeds, budgets=budgets, eval_every=eval_every,
         eval_episodes=eval_episodes, python=args.python, scripts_dir=os.path.abspath(args.scripts_dir),
     )  # fmt: skip
     extra = shlex.split(args.extra_flags)
@@ -176,7 +190,8 @@ def plan(args) -> Sweep:
         for column, spec in columns.items():
             family = METHODS[spec["method"]].family
             for seed in seeds:
-                flags = ["--env-id", task, "--seed", str(seed), "--total-timesteps", str(budgets[family]),
+                config = [preset["ppo_config"]] if family == "ppo" and preset["ppo_config"] else []
+                flags = [*config, "--env-id", task, "--seed", str(seed), "--total-timesteps", str(budgets[family]),
                          "--exp-name", column, "--eval-every", str(eval_every[family]),
                          "--eval-episodes", str(eval_episodes[family]),
                          *preset["method_flags"].get(spec["method"], []), *spec["flags"], *threads, *extra]  # fmt: skip

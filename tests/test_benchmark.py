@@ -49,6 +49,7 @@ def test_main_table_paper_preset_runs_every_task_method_and_seed_at_the_paper_bu
     assert sorted({flag(r, "--env-id") for r in runs}) == sorted(TABLE_1)
     assert {flag(r, "--exp-name") for r in runs} == {"gorl_ppo", "gorl_ppo_diff", "gaussian_ppo"}
     assert all(r[-2:] == ["--decoder", "diffusion"] for r in runs if flag(r, "--exp-name") == "gorl_ppo_diff")
+    assert all(r[0] == "paper" for r in runs)  # the PPO scripts start from the paper's configuration
     assert sorted({int(flag(r, "--seed")) for r in runs}) == [1, 2, 3, 4, 5]
     assert {flag(r, "--total-timesteps") for r in runs} == {"180000000"}
     assert {flag(r, "--eval-every") for r in runs} == {"6000000"} and {flag(r, "--eval-episodes") for r in runs} == {"128"}
@@ -73,6 +74,17 @@ def test_quick_preset_is_one_knob_smaller_and_scales_evaluation(tmp_path):
     )
     assert len(runs) == 3 and {flag(r, "--total-timesteps") for r in runs} == {"50000"}
     assert {flag(r, "--eval-every") for r in runs} == {"10000"}
+
+
+def test_laptop_preset_runs_ten_million_steps_on_the_tasks_that_learn(tmp_path):
+    runs = commands(table_script("run_all.sh", "--preset", "laptop", "--dry-run", out_dir=tmp_path))
+    assert len(runs) == 2 * 3 * 2 and {flag(r, "--env-id") for r in runs} == {"WalkerWalk", "CheetahRun"}
+    assert {flag(r, "--total-timesteps") for r in runs} == {"10000000"} and not any(r[0] == "paper" for r in runs)
+    proc = subprocess.run(
+        ["bash", os.path.join(ROOT, "benchmark", "humanoids.sh"), "--preset", "laptop", "--dry-run", "--out-dir", str(tmp_path)],
+        env=dict(os.environ, PYTHON=sys.executable), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 1 and proc.stderr.strip().startswith("error: the laptop preset runs only tasks that learn")
 
 
 def test_other_tables_command_lists(tmp_path):
@@ -136,7 +148,7 @@ def test_failed_runs_are_reported_and_finished_runs_are_skipped_on_resume(tmp_pa
         f"{t}__{m}__1.done" for t in "AB" for m in ("gorl_ppo", "gaussian_ppo")
     )
     marker = json.loads((sweep_dir / "A__gorl_ppo__1.done").read_text())
-    assert marker["flags"][:2] == ["--env-id", "A"] and marker["wall_s"] >= 0
+    assert marker["flags"][:3] == ["paper", "--env-id", "A"] and marker["wall_s"] >= 0  # the paper preset's PPO config
     assert (sweep_dir / "A__gorl_ppo__1" / "runs" / "fake").is_dir()  # the run's cwd is its own dir
 
     monkeypatch.delenv("FAKE_FAIL")

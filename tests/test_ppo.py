@@ -1,7 +1,9 @@
 """Tests of gaussian_ppo.py and gorl_ppo.py: their building blocks, their CLI, and short real runs."""
 
+import dataclasses
 import glob
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -308,6 +310,27 @@ def test_later_stages_restart_the_rate_and_continue_from_the_best_policy(tmp_pat
     # stage 0 (7 batches) keeps the run-wide schedule over all 11 batches; stage 1 anneals over its own 4
     assert stage0 == pytest.approx([1e-3 * (1 - i / 11) for i in range(7)], rel=1e-6)
     assert stage1 == pytest.approx([1e-3 * (1 - i / 4) for i in range(4)], rel=1e-6)
+
+
+@pytest.mark.parametrize("module", [gaussian_ppo, gorl_ppo])
+def test_paper_configuration_is_a_first_argument_with_flags_on_top(module, monkeypatch):
+    monkeypatch.setattr(sys, "argv", [module.__file__, "paper", "--seed", "3"])
+    args = module.parse_args()
+    assert args == dataclasses.replace(module.PAPER, seed=3)
+    assert (args.learning_rate, args.num_steps, args.update_epochs, args.activation) == (1e-3, 960, 16, "silu")
+    monkeypatch.setattr(sys, "argv", [module.__file__, "--seed", "3"])
+    assert module.parse_args() == dataclasses.replace(module.Args(), seed=3)
+
+
+def test_gorl_ppo_paper_configuration_runs_two_stages(tmp_path):
+    flags = ["paper", "--env-id", "Pendulum-v1", "--num-envs", "4", "--num-steps", "256", "--num-stages", "2"]
+    flags += ["--total-timesteps", "6144", "--eval-every", "2048", "--eval-episodes", "2", "--decoder-epochs", "3"]
+    result = run_script("gorl_ppo.py", *flags, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "stage 0: the policy evaluated at" in result.stdout  # the paper's pipeline: the best policy's data
+    scalars = check_two_stage_run(tmp_path)
+    rates = values(scalars, "charts/learning_rate")
+    assert rates == pytest.approx([1e-3] * len(rates))  # constant, a fresh Adam each stage
 
 
 def test_gaussian_ppo_runs_on_dm_control(tmp_path):

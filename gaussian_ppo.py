@@ -36,6 +36,9 @@ class Args:
     """seed of the experiment: same seed, same machine, same result"""
     torch_threads: int = 1
     """CPU threads for torch; one is fastest for these small networks and lets a sweep run one job per core"""
+    cuda: bool = True
+    """run the networks on a GPU when one is present (CleanRL's flag); the envs stay on the CPU. --no-cuda keeps
+    everything there, where runs are deterministic"""
     save_model: bool = False
     """save a checkpoint (weights, observation statistics, args) to runs/{run_name}/{exp_name}.pt"""
     eval_checkpoint: Optional[str] = None
@@ -273,13 +276,13 @@ def log_episodes(writer: SummaryWriter, infos: dict, global_step: int) -> list:
 @torch.no_grad()
 def evaluate(agent: Agent, envs: gym.vector.VectorEnv, seed: int) -> np.ndarray:
     """Deterministic evaluation (z = policy mean): the return of the first episode of each env."""
-    low, high = envs.single_action_space.low, envs.single_action_space.high
+    low, high, device = envs.single_action_space.low, envs.single_action_space.high, next(agent.parameters()).device
     obs, _ = envs.reset(seed=seed)
     returns = np.zeros(envs.num_envs)
     running = np.ones(envs.num_envs, dtype=bool)
     while running.any():
-        z = agent.get_mean(torch.from_numpy(obs))
-        obs, reward, terminations, truncations, _ = envs.step(squash_to_bounds(z.numpy(), low, high))
+        z = agent.get_mean(torch.from_numpy(obs).to(device))
+        obs, reward, terminations, truncations, _ = envs.step(squash_to_bounds(z.cpu().numpy(), low, high))
         returns += reward * running
         running &= ~(terminations | truncations)
     return returns
@@ -362,7 +365,7 @@ def load_checkpoint(path: str, num_episodes: int):
     """Returns (args, agent, envs): the saved run's args, its agent, and num_episodes envs to evaluate it on."""
     script = os.path.basename(__file__)
     try:
-        checkpoint = torch.load(path, weights_only=False)
+        checkpoint = torch.load(path, weights_only=False, map_location="cpu")
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
         raise ValueError(f"--eval-checkpoint {path} cannot be read as a checkpoint: {err}") from None
     saved_by = checkpoint.get("script", script) if isinstance(checkpoint, dict) else "no script of this project"
@@ -423,7 +426,8 @@ if __name__ == "__main__":
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.torch_threads)
-    torch.use_deterministic_algorithms(True)
+    device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
+    torch.use_deterministic_algorithms(device.type == "cpu")  # on a GPU some kernels have no deterministic version
 
     # rewards are scaled by a running estimate of the discounted return's std, as in CleanRL; the episode
     # statistics recorded inside stay raw
@@ -431,16 +435,16 @@ if __name__ == "__main__":
     obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
     action_low, action_high = envs.single_action_space.low, envs.single_action_space.high
 
-    agent = Agent(obs_dim, action_dim, args.actor_hidden, args.critic_hidden, args.activation)
+    agent = Agent(obs_dim, action_dim, args.actor_hidden, args.critic_hidden, args.activation).to(device)
     optimizer = optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
 
     # ALGO Logic: Storage setup
-    obs = torch.zeros((args.num_steps, args.num_envs, obs_dim))
-    zs = torch.zeros((args.num_steps, args.num_envs, action_dim))
-    logprobs = torch.zeros((args.num_steps, args.num_envs))
-    rewards = torch.zeros((args.num_steps, args.num_envs))
-    episode_ends = torch.zeros((args.num_steps, args.num_envs))
-    values = torch.zeros((args.num_steps, args.num_envs))
+    obs = torch.zeros((args.num_steps, args.num_envs, obs_dim), device=device)
+    zs = torch.zeros((args.num_steps, args.num_envs, action_dim), device=device)
+    logprobs = torch.zeros((args.num_steps, args.num_envs), device=device)
+    rewards = torch.zeros((args.num_steps, args.num_envs), device=device)
+    episode_ends = torch.zeros((args.num_steps, args.num_envs), device=device)
+    values = torch.zeros((args.num_steps, args.num_envs), device=device)
 
     # TRY NOT TO MODIFY: start the game
     global_step = 0
@@ -465,7 +469,7 @@ if __name__ == "__main__":
 
         for step in range(args.num_steps):
             global_step += args.num_envs
-            obs[step] = torch.from_numpy(next_obs)
+            obs[step] = torch.from_numpy(next_obs).to(device)
 
             # ALGO LOGIC: action logic
             with torch.no_grad():
@@ -476,20 +480,20 @@ if __name__ == "__main__":
 
             # TRY NOT TO MODIFY: execute the game and log data.
             next_obs, reward, terminations, truncations, infos = envs.step(
-                squash_to_bounds(z.numpy(), action_low, action_high)
+                squash_to_bounds(z.cpu().numpy(), action_low, action_high)
             )
             truncated_only = truncations & ~terminations
             if truncated_only.any():  # a time limit is not a terminal state: bootstrap from the true last observation
-                final_obs = torch.from_numpy(np.stack(infos["final_obs"][truncated_only]))
+                final_obs = torch.from_numpy(np.stack(infos["final_obs"][truncated_only])).to(device)
                 with torch.no_grad():
-                    reward[truncated_only] += args.gamma * agent.get_value(final_obs).flatten().numpy()
-            rewards[step] = torch.from_numpy(reward)
-            episode_ends[step] = torch.from_numpy(terminations | truncations)
+                    reward[truncated_only] += args.gamma * agent.get_value(final_obs).flatten().cpu().numpy()
+            rewards[step] = torch.from_numpy(reward).to(device)
+            episode_ends[step] = torch.from_numpy(terminations | truncations).to(device)
             recent_returns += log_episodes(writer, infos, global_step)
 
         # bootstrap value if not done
         with torch.no_grad():
-            next_value = agent.get_value(torch.from_numpy(next_obs)).flatten()
+            next_value = agent.get_value(torch.from_numpy(next_obs).to(device)).flatten()
         advantages = compute_gae(rewards, values, episode_ends, next_value, args.gamma, args.gae_lambda)
         returns = advantages + values
 
@@ -560,7 +564,7 @@ if __name__ == "__main__":
         # the policy acts with the statistics it was trained with; new observations enter after the update
         agent.obs_rms.update(b_obs)
 
-        y_pred, y_true = b_values.numpy(), b_returns.numpy()
+        y_pred, y_true = b_values.cpu().numpy(), b_returns.cpu().numpy()
         var_y = np.var(y_true)
         explained_var = np.nan if var_y == 0 else 1 - np.var(y_true - y_pred) / var_y
 

@@ -37,6 +37,9 @@ class Args:
     """seed of the experiment: same seed, same machine, same result"""
     torch_threads: int = 1
     """CPU threads for torch; one is fastest for these small networks and lets a sweep run one job per core"""
+    cuda: bool = True
+    """run the networks on a GPU when one is present (CleanRL's flag); the envs stay on the CPU. --no-cuda keeps
+    everything there, where runs are deterministic"""
     save_model: bool = False
     """save a checkpoint (weights, args) to runs/{run_name}/{exp_name}.pt"""
     eval_checkpoint: Optional[str] = None
@@ -251,8 +254,8 @@ class ReplayBuffer:
     """Transitions in preallocated float32 numpy arrays, a ring that overwrites the oldest once full; a sample is
     numpy fancy indexing wrapped by torch.from_numpy, so no tensor is built per stored step."""
 
-    def __init__(self, size: int, obs_dim: int, action_dim: int, seed: int):
-        self.size, self.pos, self.count = size, 0, 0
+    def __init__(self, size: int, obs_dim: int, action_dim: int, seed: int, device: torch.device = torch.device("cpu")):
+        self.size, self.pos, self.count, self.device = size, 0, 0, device
         self.obs = np.zeros((size, obs_dim), dtype=np.float32)
         self.next_obs = np.zeros((size, obs_dim), dtype=np.float32)
         self.actions = np.zeros((size, action_dim), dtype=np.float32)
@@ -272,7 +275,7 @@ class ReplayBuffer:
         """(obs, next_obs, actions, rewards, terminations) of batch_size transitions drawn uniformly with replacement."""
         idx = self.rng.integers(0, self.count, batch_size)
         fields = (self.obs, self.next_obs, self.actions, self.rewards, self.terminations)
-        return tuple(torch.from_numpy(field[idx]) for field in fields)
+        return tuple(torch.from_numpy(field[idx]).to(self.device) for field in fields)
 
 
 def real_next_obs(next_obs: np.ndarray, terminations: np.ndarray, truncations: np.ndarray, infos: dict) -> np.ndarray:
@@ -349,13 +352,13 @@ def log_episodes(writer: SummaryWriter, infos: dict, global_step: int) -> list:
 @torch.no_grad()
 def evaluate(agent: Actor, envs: gym.vector.VectorEnv, seed: int) -> np.ndarray:
     """Deterministic evaluation (z = policy mean): the return of the first episode of each env."""
-    low, high = envs.single_action_space.low, envs.single_action_space.high
+    low, high, device = envs.single_action_space.low, envs.single_action_space.high, next(agent.parameters()).device
     obs, _ = envs.reset(seed=seed)
     returns = np.zeros(envs.num_envs)
     running = np.ones(envs.num_envs, dtype=bool)
     while running.any():
-        z = agent.get_mean(torch.from_numpy(obs))
-        obs, reward, terminations, truncations, _ = envs.step(squash_to_bounds(z.numpy(), low, high))
+        z = agent.get_mean(torch.from_numpy(obs).to(device))
+        obs, reward, terminations, truncations, _ = envs.step(squash_to_bounds(z.cpu().numpy(), low, high))
         returns += reward * running
         running &= ~(terminations | truncations)
     return returns
@@ -412,7 +415,7 @@ def load_checkpoint(path: str, num_episodes: int):
     """Returns (args, actor, envs): the saved run's args, its actor, and num_episodes envs to evaluate it on."""
     script = os.path.basename(__file__)
     try:
-        checkpoint = torch.load(path, weights_only=False)
+        checkpoint = torch.load(path, weights_only=False, map_location="cpu")
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
         raise ValueError(f"--eval-checkpoint {path} cannot be read as a checkpoint: {err}") from None
     saved_by = checkpoint.get("script", script) if isinstance(checkpoint, dict) else "no script of this project"
@@ -465,26 +468,29 @@ if __name__ == "__main__":
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.torch_threads)
-    torch.use_deterministic_algorithms(True)
+    device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
+    torch.use_deterministic_algorithms(device.type == "cpu")  # on a GPU some kernels have no deterministic version
 
     obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
     action_low, action_high = envs.single_action_space.low, envs.single_action_space.high
 
-    actor = Actor(obs_dim, action_dim)
-    qf = SoftQNetwork(obs_dim, action_dim)
+    actor = Actor(obs_dim, action_dim).to(device)
+    qf = SoftQNetwork(obs_dim, action_dim).to(device)
     qf_target = copy.deepcopy(qf).requires_grad_(False)
     q_params, q_target_params = list(qf.parameters()), list(qf_target.parameters())
     q_optimizer = optim.Adam(q_params, lr=args.q_lr, fused=True)  # fused: one kernel per step on CPU
     actor_optimizer = optim.Adam(actor.parameters(), lr=args.policy_lr, fused=True)
 
     # Automatic entropy tuning
-    log_alpha = torch.tensor([float(np.log(args.alpha))], requires_grad=args.autotune)
+    log_alpha = torch.tensor([float(np.log(args.alpha))], requires_grad=args.autotune, device=device)
     alpha = log_alpha.detach().exp()
     target_entropy = -float(action_dim)
     a_optimizer = optim.Adam([log_alpha], lr=args.q_lr)
 
     # ALGO Logic: Storage setup
-    rb = ReplayBuffer(min(args.buffer_size, args.total_timesteps // args.action_repeat), obs_dim, action_dim, args.seed)
+    rb = ReplayBuffer(
+        min(args.buffer_size, args.total_timesteps // args.action_repeat), obs_dim, action_dim, args.seed, device
+    )
 
     # TRY NOT TO MODIFY: start the game
     global_step = 0
@@ -510,16 +516,18 @@ if __name__ == "__main__":
                 z = torch.randn(args.num_envs, action_dim)
                 actions = torch.tanh(z)
             else:
-                z, actions, _ = actor.get_action(torch.from_numpy(obs))
+                z, actions, _ = actor.get_action(torch.from_numpy(obs).to(device))
 
         # TRY NOT TO MODIFY: execute the game and log data.
         global_step += args.num_envs * args.action_repeat
-        next_obs, rewards, terminations, truncations, infos = envs.step(squash_to_bounds(z.numpy(), action_low, action_high))
+        next_obs, rewards, terminations, truncations, infos = envs.step(
+            squash_to_bounds(z.cpu().numpy(), action_low, action_high)
+        )
         recent_returns += log_episodes(writer, infos, global_step)
 
         # TRY NOT TO MODIFY: save data to replay buffer; the true last observation of a finished episode, and
         # terminations only as the done flag (a truncated episode's last state is not terminal)
-        rb.add(obs, real_next_obs(next_obs, terminations, truncations, infos), actions.numpy(), rewards, terminations)
+        rb.add(obs, real_next_obs(next_obs, terminations, truncations, infos), actions.cpu().numpy(), rewards, terminations)
         obs = next_obs
 
         # ALGO LOGIC: training.

@@ -40,6 +40,9 @@ class Args:
     """seed of the experiment: same seed, same machine, same result"""
     torch_threads: int = 1
     """CPU threads for torch; one is fastest for these small networks and lets a sweep run one job per core"""
+    cuda: bool = True
+    """run the networks on a GPU when one is present (CleanRL's flag); the envs stay on the CPU. --no-cuda keeps
+    everything there, where runs are deterministic"""
     save_model: bool = False
     """save a checkpoint (weights, observation statistics, args) to runs/{run_name}/{exp_name}.pt"""
     eval_checkpoint: Optional[str] = None
@@ -353,12 +356,14 @@ def fit_decoder(decoder, obs, actions, epochs, batch_size, lr, noise_draws, pati
     perm = torch.randperm(len(obs))
     num_val = max(1, int(len(obs) * val_fraction))
     val, train = perm[:num_val], perm[num_val:].repeat(noise_draws)
-    val_eps, val_t = torch.randn_like(actions[val]), torch.rand(num_val, 1)  # fixed draws: comparable val losses
+    val_eps, val_t = torch.randn_like(actions[val]), torch.rand(num_val, 1, device=obs.device)  # fixed: comparable
     optimizer = optim.Adam(decoder.velocity.parameters(), lr=lr)
     best_val, best_state, epochs_since_best = float("inf"), copy.deepcopy(decoder.state_dict()), 0
     for _ in range(epochs):
         for idx in train[torch.randperm(len(train))].split(batch_size):
-            loss = decoder.loss(obs[idx], actions[idx], torch.randn_like(actions[idx]), torch.rand(len(idx), 1))
+            loss = decoder.loss(
+                obs[idx], actions[idx], torch.randn_like(actions[idx]), torch.rand(len(idx), 1, device=obs.device)
+            )
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -443,14 +448,14 @@ def log_episodes(writer: SummaryWriter, infos: dict, global_step: int) -> list:
 @torch.no_grad()
 def evaluate(agent: Agent, decoder: FlowDecoder, envs: gym.vector.VectorEnv, seed: int) -> np.ndarray:
     """Deterministic evaluation (z = latent mean, deterministic flow): the return of the first episode of each env."""
-    low, high = envs.single_action_space.low, envs.single_action_space.high
+    low, high, device = envs.single_action_space.low, envs.single_action_space.high, next(agent.parameters()).device
     obs, _ = envs.reset(seed=seed)
     returns = np.zeros(envs.num_envs)
     running = np.ones(envs.num_envs, dtype=bool)
     while running.any():
-        obs_tensor = torch.from_numpy(obs)
+        obs_tensor = torch.from_numpy(obs).to(device)
         action = decoder(obs_tensor, agent.get_mean(obs_tensor))
-        obs, reward, terminations, truncations, _ = envs.step(squash_to_bounds(action.numpy(), low, high))
+        obs, reward, terminations, truncations, _ = envs.step(squash_to_bounds(action.cpu().numpy(), low, high))
         returns += reward * running
         running &= ~(terminations | truncations)
     return returns
@@ -469,15 +474,15 @@ def collect_decoder_data(agent: Agent, decoder: FlowDecoder, envs: gym.vector.Ve
     """Fresh rollouts of the composed policy (stochastic z, current decoder) from reset: (obs, pre-squash actions,
     returns of the episodes that ended). Starting from reset matters: DM Control's episodes all last 1000 steps, so
     training envs stepped in lockstep would hand the decoder one window of the episode and none of the rest."""
-    low, high = envs.single_action_space.low, envs.single_action_space.high
+    low, high, device = envs.single_action_space.low, envs.single_action_space.high, next(agent.parameters()).device
     obs, _ = envs.reset(seed=seed)
     data_obs, data_actions, returns = [], [], []
     for _ in range(steps_per_env):
-        obs_tensor = torch.from_numpy(obs)
+        obs_tensor = torch.from_numpy(obs).to(device)
         action = decoder(obs_tensor, agent.get_action_and_value(obs_tensor)[0])
         data_obs.append(obs_tensor)
         data_actions.append(action)
-        obs, _, _, _, infos = envs.step(squash_to_bounds(action.numpy(), low, high))
+        obs, _, _, _, infos = envs.step(squash_to_bounds(action.cpu().numpy(), low, high))
         if "episode" in infos:
             returns += infos["episode"]["r"][infos["_episode"]].tolist()
     return torch.cat(data_obs), torch.cat(data_actions), returns
@@ -605,7 +610,7 @@ def load_checkpoint(path: str, num_episodes: int):
     """Returns (args, agent, decoder, envs): the saved run's args, its networks, and num_episodes envs to evaluate on."""
     script = os.path.basename(__file__)
     try:
-        checkpoint = torch.load(path, weights_only=False)
+        checkpoint = torch.load(path, weights_only=False, map_location="cpu")
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
         raise ValueError(f"--eval-checkpoint {path} cannot be read as a checkpoint: {err}") from None
     saved_by = checkpoint.get("script", script) if isinstance(checkpoint, dict) else "no script of this project"
@@ -672,7 +677,8 @@ if __name__ == "__main__":
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.torch_threads)
-    torch.use_deterministic_algorithms(True)
+    device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
+    torch.use_deterministic_algorithms(device.type == "cpu")  # on a GPU some kernels have no deterministic version
 
     # rewards are scaled by a running estimate of the discounted return's std, as in CleanRL; the episode
     # statistics recorded inside stay raw
@@ -680,21 +686,21 @@ if __name__ == "__main__":
     obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
     action_low, action_high = envs.single_action_space.low, envs.single_action_space.high
 
-    agent = Agent(obs_dim, action_dim, args.actor_hidden, args.critic_hidden, args.activation)
+    agent = Agent(obs_dim, action_dim, args.actor_hidden, args.critic_hidden, args.activation).to(device)
     optimizer = optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
     with torch.random.fork_rng():  # the decoder's init leaves the RNG stream as in Gaussian PPO: stage 0 is identical
-        decoder = DECODERS[args.decoder](obs_dim, action_dim, args.flow_steps)
+        decoder = DECODERS[args.decoder](obs_dim, action_dim, args.flow_steps).to(device)
     stage, stage_ends = 0, np.cumsum(stage_iterations)
     clip_coef, max_grad_norm = args.clip_coef, args.max_grad_norm
     stage_best_eval, stage_best_state = -np.inf, None
 
     # ALGO Logic: Storage setup
-    obs = torch.zeros((args.num_steps, args.num_envs, obs_dim))
-    zs = torch.zeros((args.num_steps, args.num_envs, action_dim))
-    logprobs = torch.zeros((args.num_steps, args.num_envs))
-    rewards = torch.zeros((args.num_steps, args.num_envs))
-    episode_ends = torch.zeros((args.num_steps, args.num_envs))
-    values = torch.zeros((args.num_steps, args.num_envs))
+    obs = torch.zeros((args.num_steps, args.num_envs, obs_dim), device=device)
+    zs = torch.zeros((args.num_steps, args.num_envs, action_dim), device=device)
+    logprobs = torch.zeros((args.num_steps, args.num_envs), device=device)
+    rewards = torch.zeros((args.num_steps, args.num_envs), device=device)
+    episode_ends = torch.zeros((args.num_steps, args.num_envs), device=device)
+    values = torch.zeros((args.num_steps, args.num_envs), device=device)
 
     # TRY NOT TO MODIFY: start the game
     global_step = 0
@@ -725,7 +731,7 @@ if __name__ == "__main__":
 
         for step in range(args.num_steps):
             global_step += args.num_envs
-            obs[step] = torch.from_numpy(next_obs)
+            obs[step] = torch.from_numpy(next_obs).to(device)
 
             # ALGO LOGIC: action logic
             with torch.no_grad():
@@ -737,22 +743,22 @@ if __name__ == "__main__":
 
             # TRY NOT TO MODIFY: execute the game and log data.
             next_obs, reward, terminations, truncations, infos = envs.step(
-                squash_to_bounds(action.numpy(), action_low, action_high)
+                squash_to_bounds(action.cpu().numpy(), action_low, action_high)
             )
             truncated_only = truncations & ~terminations
             if truncated_only.any():  # a time limit is not a terminal state: bootstrap from the true last observation
-                final_obs = torch.from_numpy(np.stack(infos["final_obs"][truncated_only]))
+                final_obs = torch.from_numpy(np.stack(infos["final_obs"][truncated_only])).to(device)
                 with torch.no_grad():
-                    reward[truncated_only] += args.gamma * agent.get_value(final_obs).flatten().numpy()
-            rewards[step] = torch.from_numpy(reward)
-            episode_ends[step] = torch.from_numpy(terminations | truncations)
+                    reward[truncated_only] += args.gamma * agent.get_value(final_obs).flatten().cpu().numpy()
+            rewards[step] = torch.from_numpy(reward).to(device)
+            episode_ends[step] = torch.from_numpy(terminations | truncations).to(device)
             recent_returns += log_episodes(writer, infos, global_step)
             if "episode" in infos:  # sizes the decoder data collection (see decoder_data_envs)
                 longest_episode = max(longest_episode, int(infos["episode"]["l"][infos["_episode"]].max()))
 
         # bootstrap value if not done
         with torch.no_grad():
-            next_value = agent.get_value(torch.from_numpy(next_obs)).flatten()
+            next_value = agent.get_value(torch.from_numpy(next_obs).to(device)).flatten()
         advantages = compute_gae(rewards, values, episode_ends, next_value, args.gamma, args.gae_lambda)
         returns = advantages + values
 
@@ -824,7 +830,7 @@ if __name__ == "__main__":
         # the policy acts with the statistics it was trained with; new observations enter after the update
         agent.obs_rms.update(b_obs)
 
-        y_pred, y_true = b_values.numpy(), b_returns.numpy()
+        y_pred, y_true = b_values.cpu().numpy(), b_returns.cpu().numpy()
         var_y = np.var(y_true)
         explained_var = np.nan if var_y == 0 else 1 - np.var(y_true - y_pred) / var_y
 
@@ -858,7 +864,7 @@ if __name__ == "__main__":
                 agent.load_state_dict(stage_best_state)
                 print(f"stage {stage}: the policy evaluated at {stage_best_eval:.1f} collects the decoder data", flush=True)
             if args.fresh_decoder:
-                decoder = DECODERS[args.decoder](obs_dim, action_dim, args.flow_steps)
+                decoder = DECODERS[args.decoder](obs_dim, action_dim, args.flow_steps).to(device)
             num_data_envs = decoder_data_envs(decoder_data_steps, longest_episode, args.num_envs)
             data_envs = make_vector_env(gym_id, num_data_envs, args.seed + 20_000 + 1_000 * stage)
             data_obs, data_actions, data_returns = collect_decoder_data(
@@ -891,7 +897,9 @@ if __name__ == "__main__":
             # the next stage starts from pi_theta = N(0, I): the composed policy is the distribution just learned
             agent.reset_to_prior()
             if args.reset_critic:
-                agent.critic = Agent(obs_dim, action_dim).critic
+                agent.critic = Agent(obs_dim, action_dim, args.actor_hidden, args.critic_hidden, args.activation).critic.to(
+                    device
+                )
             optimizer = optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
             clip_coef = args.clip_coef if args.later_clip_coef is None else args.later_clip_coef
             max_grad_norm = args.max_grad_norm if args.later_max_grad_norm is None else args.later_max_grad_norm

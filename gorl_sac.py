@@ -41,6 +41,9 @@ class Args:
     """seed of the experiment: same seed, same machine, same result"""
     torch_threads: int = 1
     """CPU threads for torch; one is fastest for these small networks and lets a sweep run one job per core"""
+    cuda: bool = True
+    """run the networks on a GPU when one is present (CleanRL's flag); the envs stay on the CPU. --no-cuda keeps
+    everything there, where runs are deterministic"""
     save_model: bool = False
     """save a checkpoint (weights, decoder, args) to runs/{run_name}/{exp_name}.pt"""
     eval_checkpoint: Optional[str] = None
@@ -353,12 +356,14 @@ def fit_decoder(decoder, obs, actions, epochs, batch_size, lr, noise_draws, pati
     perm = torch.randperm(len(obs))
     num_val = max(1, int(len(obs) * val_fraction))
     val, train = perm[:num_val], perm[num_val:].repeat(noise_draws)
-    val_eps, val_t = torch.randn_like(actions[val]), torch.rand(num_val, 1)  # fixed draws: comparable val losses
+    val_eps, val_t = torch.randn_like(actions[val]), torch.rand(num_val, 1, device=obs.device)  # fixed: comparable
     optimizer = optim.Adam(decoder.velocity.parameters(), lr=lr)
     best_val, best_state, epochs_since_best = float("inf"), copy.deepcopy(decoder.state_dict()), 0
     for _ in range(epochs):
         for idx in train[torch.randperm(len(train))].split(batch_size):
-            loss = decoder.loss(obs[idx], actions[idx], torch.randn_like(actions[idx]), torch.rand(len(idx), 1))
+            loss = decoder.loss(
+                obs[idx], actions[idx], torch.randn_like(actions[idx]), torch.rand(len(idx), 1, device=obs.device)
+            )
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -475,8 +480,8 @@ class ReplayBuffer:
     numpy fancy indexing wrapped by torch.from_numpy, so no tensor is built per stored step. Each transition keeps its
     pre-squash action too, so that its latent can be recomputed when the decoder changes."""
 
-    def __init__(self, size: int, obs_dim: int, action_dim: int, seed: int):
-        self.size, self.pos, self.count = size, 0, 0
+    def __init__(self, size: int, obs_dim: int, action_dim: int, seed: int, device: torch.device = torch.device("cpu")):
+        self.size, self.pos, self.count, self.device = size, 0, 0, device
         self.obs = np.zeros((size, obs_dim), dtype=np.float32)
         self.next_obs = np.zeros((size, obs_dim), dtype=np.float32)
         self.actions = np.zeros((size, action_dim), dtype=np.float32)
@@ -498,7 +503,7 @@ class ReplayBuffer:
         """(obs, next_obs, actions, rewards, terminations) of batch_size transitions drawn uniformly with replacement."""
         idx = self.rng.integers(0, self.count, batch_size)
         fields = (self.obs, self.next_obs, self.actions, self.rewards, self.terminations)
-        return tuple(torch.from_numpy(field[idx]) for field in fields)
+        return tuple(torch.from_numpy(field[idx]).to(self.device) for field in fields)
 
 
 def real_next_obs(next_obs: np.ndarray, terminations: np.ndarray, truncations: np.ndarray, infos: dict) -> np.ndarray:
@@ -574,14 +579,14 @@ def log_episodes(writer: SummaryWriter, infos: dict, global_step: int) -> list:
 @torch.no_grad()
 def evaluate(agent: Actor, decoder: FlowDecoder, envs: gym.vector.VectorEnv, seed: int) -> np.ndarray:
     """Deterministic evaluation (eps = latent mean, deterministic flow): the return of the first episode of each env."""
-    low, high = envs.single_action_space.low, envs.single_action_space.high
+    low, high, device = envs.single_action_space.low, envs.single_action_space.high, next(agent.parameters()).device
     obs, _ = envs.reset(seed=seed)
     returns = np.zeros(envs.num_envs)
     running = np.ones(envs.num_envs, dtype=bool)
     while running.any():
-        obs_tensor = torch.from_numpy(obs)
+        obs_tensor = torch.from_numpy(obs).to(device)
         z = decoder(obs_tensor, agent.get_mean(obs_tensor))
-        obs, reward, terminations, truncations, _ = envs.step(squash_to_bounds(z.numpy(), low, high))
+        obs, reward, terminations, truncations, _ = envs.step(squash_to_bounds(z.cpu().numpy(), low, high))
         returns += reward * running
         running &= ~(terminations | truncations)
     return returns
@@ -681,7 +686,7 @@ def load_checkpoint(path: str, num_episodes: int):
     """Returns (args, actor, decoder, envs): the saved run's args, its networks, and num_episodes envs to evaluate on."""
     script = os.path.basename(__file__)
     try:
-        checkpoint = torch.load(path, weights_only=False)
+        checkpoint = torch.load(path, weights_only=False, map_location="cpu")
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
         raise ValueError(f"--eval-checkpoint {path} cannot be read as a checkpoint: {err}") from None
     saved_by = checkpoint.get("script", script) if isinstance(checkpoint, dict) else "no script of this project"
@@ -740,29 +745,32 @@ if __name__ == "__main__":
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.torch_threads)
-    torch.use_deterministic_algorithms(True)
+    device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
+    torch.use_deterministic_algorithms(device.type == "cpu")  # on a GPU some kernels have no deterministic version
 
     obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
     action_low, action_high = envs.single_action_space.low, envs.single_action_space.high
 
-    actor = Actor(obs_dim, action_dim)
-    qf = SoftQNetwork(obs_dim, action_dim)
+    actor = Actor(obs_dim, action_dim).to(device)
+    qf = SoftQNetwork(obs_dim, action_dim).to(device)
     qf_target = copy.deepcopy(qf).requires_grad_(False)
     q_params, q_target_params = list(qf.parameters()), list(qf_target.parameters())
     q_optimizer = optim.Adam(q_params, lr=args.q_lr, fused=True)  # fused: one kernel per step on CPU
     actor_optimizer = optim.Adam(actor.parameters(), lr=args.policy_lr, fused=True)
 
     # Automatic tuning of the KL coefficient
-    log_alpha = torch.tensor([float(np.log(args.alpha))], requires_grad=args.autotune)
+    log_alpha = torch.tensor([float(np.log(args.alpha))], requires_grad=args.autotune, device=device)
     alpha = log_alpha.detach().exp()
     target_kl = args.target_kl * action_dim
     a_optimizer = optim.Adam([log_alpha], lr=args.q_lr)
     with torch.random.fork_rng():  # the decoder's init leaves the RNG stream as in Gaussian SAC
-        decoder = DECODERS[args.decoder](obs_dim, action_dim, args.flow_steps)
+        decoder = DECODERS[args.decoder](obs_dim, action_dim, args.flow_steps).to(device)
     stage, stage_ends = 0, np.cumsum(stage_iterations)
 
     # ALGO Logic: Storage setup
-    rb = ReplayBuffer(min(args.buffer_size, args.total_timesteps // args.action_repeat), obs_dim, action_dim, args.seed)
+    rb = ReplayBuffer(
+        min(args.buffer_size, args.total_timesteps // args.action_repeat), obs_dim, action_dim, args.seed, device
+    )
 
     # TRY NOT TO MODIFY: start the game
     global_step = 0
@@ -785,20 +793,27 @@ if __name__ == "__main__":
         # ALGO LOGIC: put action logic here
         with torch.no_grad():
             if global_step < args.learning_starts:  # warm-up: eps ~ N(0, I), the prior, so stage 0 = Gaussian SAC's draws
-                actions = torch.randn(args.num_envs, action_dim)
+                actions = torch.randn(args.num_envs, action_dim).to(device)
             else:
-                actions, _ = actor.get_action(torch.from_numpy(obs))
-            z = decoder(torch.from_numpy(obs), actions)
+                actions, _ = actor.get_action(torch.from_numpy(obs).to(device))
+            z = decoder(torch.from_numpy(obs).to(device), actions)
 
         # TRY NOT TO MODIFY: execute the game and log data.
         global_step += args.num_envs * args.action_repeat
-        next_obs, rewards, terminations, truncations, infos = envs.step(squash_to_bounds(z.numpy(), action_low, action_high))
+        next_obs, rewards, terminations, truncations, infos = envs.step(
+            squash_to_bounds(z.cpu().numpy(), action_low, action_high)
+        )
         recent_returns += log_episodes(writer, infos, global_step)
 
         # TRY NOT TO MODIFY: save data to replay buffer; the true last observation of a finished episode, and
         # terminations only as the done flag (a truncated episode's last state is not terminal)
         rb.add(
-            obs, real_next_obs(next_obs, terminations, truncations, infos), actions.numpy(), rewards, terminations, z.numpy()
+            obs,
+            real_next_obs(next_obs, terminations, truncations, infos),
+            actions.cpu().numpy(),
+            rewards,
+            terminations,
+            z.cpu().numpy(),
         )
         obs = next_obs
 
@@ -872,21 +887,21 @@ if __name__ == "__main__":
             data_obs, data_actions = [], []
             for _ in range(decoder_data_steps // (args.num_envs * args.action_repeat)):
                 global_step += args.num_envs * args.action_repeat
-                obs_tensor = torch.from_numpy(obs)
+                obs_tensor = torch.from_numpy(obs).to(device)
                 with torch.no_grad():
                     actions, _ = actor.get_action(obs_tensor)
                     z = decoder(obs_tensor, actions)
                 next_obs, rewards, terminations, truncations, infos = envs.step(
-                    squash_to_bounds(z.numpy(), action_low, action_high)
+                    squash_to_bounds(z.cpu().numpy(), action_low, action_high)
                 )
                 recent_returns += log_episodes(writer, infos, global_step)
                 rb.add(
                     obs,
                     real_next_obs(next_obs, terminations, truncations, infos),
-                    actions.numpy(),
+                    actions.cpu().numpy(),
                     rewards,
                     terminations,
-                    z.numpy(),
+                    z.cpu().numpy(),
                 )
                 data_obs.append(obs_tensor)
                 data_actions.append(z)
@@ -911,12 +926,14 @@ if __name__ == "__main__":
             # transition keeps its pre-squash action x0; its new latent is the new decoder's inverse at x0 (decoding it
             # gives x0 back), so the whole buffer stays usable and no warm-up is repeated. The critics are then
             # refreshed on the relabelled buffer (policy evaluation of the reset actor) before the next stage acts.
-            stored_obs = torch.from_numpy(rb.obs[: rb.count])
-            stored_x0 = torch.from_numpy(rb.pre_squash_actions[: rb.count]).clamp(-3.0, 3.0)
-            rb.actions[: rb.count] = invert_decoder(decoder, stored_obs, stored_x0).numpy()
+            stored_obs = torch.from_numpy(rb.obs[: rb.count]).to(device)
+            stored_x0 = torch.from_numpy(rb.pre_squash_actions[: rb.count]).to(device).clamp(-3.0, 3.0)
+            rb.actions[: rb.count] = invert_decoder(decoder, stored_obs, stored_x0).cpu().numpy()
             with torch.no_grad():  # round trip on ~4096 transitions spread over the buffer: decoding gives back x0?
                 check = slice(0, rb.count, max(1, rb.count // 4096))
-                round_trip = (decoder(stored_obs[check], torch.from_numpy(rb.actions[check])) - stored_x0[check]).abs()
+                round_trip = (
+                    decoder(stored_obs[check], torch.from_numpy(rb.actions[check]).to(device)) - stored_x0[check]
+                ).abs()
             writer.add_scalar("losses/relabel_error", round_trip.mean().item(), global_step)
 
             # the next stage starts from pi_theta = N(0, I): the composed policy is the distribution just learned

@@ -889,7 +889,7 @@ if __name__ == "__main__":
             writer.add_scalar("losses/decoder_train", train_loss, global_step)
             writer.add_scalar("losses/decoder_val", val_loss, global_step)
             print(
-                f"stage {stage} done: decoder refit on {len(data_obs):,} (s, a) pairs ({num_data_envs} envs x "
+                f"stage {stage} done: decoder refit on {len(data_obs):,} (s, a) pairs ({num_data_envs} env{'s' if num_data_envs > 1 else ''} x "
                 f"{decoder_data_steps // num_data_envs} steps from reset), "
                 f"train loss {train_loss:.4f}, val loss {val_loss:.4f} ({time.time() - refit_start:.0f} s)",
                 flush=True,

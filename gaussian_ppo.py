@@ -348,8 +348,8 @@ PAPER = replace(
 
 
 def parse_args() -> Args:
-    """`python gaussian_ppo.py [FLAGS]` starts from CleanRL's defaults (Args); `python gaussian_ppo.py paper [FLAGS]` from the paper's
-    configuration (PAPER), the flags applied on top of it by tyro either way."""
+    """`python gaussian_ppo.py [FLAGS]` starts from CleanRL's defaults (Args), `python gaussian_ppo.py paper [FLAGS]` from the
+    paper's configuration (PAPER); tyro applies the flags on top either way."""
     if sys.argv[1:2] == ["paper"]:
         prog = f"{os.path.basename(sys.argv[0])} paper"
         return tyro.cli(Args, default=PAPER, args=sys.argv[2:], prog=prog, description="the paper's PPO configuration")

@@ -315,10 +315,10 @@ class DiffusionDecoder(FlowDecoder):
     to the pre-squash action at t = 0. alpha_bar follows improved DDPM's cosine schedule (s = 0.008) over the first
     official release's range, from 0.024 at t = 1 to 1 at t = 0. (The later release starts at 1e-3: its first DDIM
     step then multiplies the network's error by 9, and measured here that folds the map z -> a, so the SAC
-    variant's relabelling cannot invert it; from 0.024 the factor is 0.9.) DDIM's step x_{k+1} = r_k x_k + c_k eps_hat, with r_k = sqrt(ab_{k+1} / ab_k) and
-    c_k = sqrt(1 - ab_{k+1}) - r_k sqrt(1 - ab_k), is taken in the epsilon-delta form x_{k+1} = x_k + c_k delta with
-    delta = eps_hat + (r_k - 1) x_k / c_k, and the network predicts delta: a zero output layer is exactly a = z, and
-    delta's squared error equals that of the noise prediction eps_hat, DDPM's loss."""
+    variant's relabelling cannot invert it; from 0.024 the factor is 0.9.) DDIM's step x_{k+1} = r_k x_k + c_k eps_hat,
+    with r_k = sqrt(ab_{k+1} / ab_k) and c_k = sqrt(1 - ab_{k+1}) - r_k sqrt(1 - ab_k), is taken in the epsilon-delta
+    form x_{k+1} = x_k + c_k delta with delta = eps_hat + (r_k - 1) x_k / c_k, and the network predicts delta: a zero
+    output layer is exactly a = z, and delta's squared error equals that of the noise prediction eps_hat, DDPM's loss."""
 
     def __init__(self, obs_dim: int, action_dim: int, flow_steps: int, hidden: int = 64, time_dim: int = 8):
         super().__init__(obs_dim, action_dim, flow_steps, hidden, time_dim)
@@ -585,8 +585,8 @@ PAPER = replace(
 
 
 def parse_args() -> Args:
-    """`python gorl_ppo.py [FLAGS]` starts from CleanRL's defaults (Args); `python gorl_ppo.py paper [FLAGS]` from the paper's
-    configuration (PAPER), the flags applied on top of it by tyro either way."""
+    """`python gorl_ppo.py [FLAGS]` starts from CleanRL's defaults (Args), `python gorl_ppo.py paper [FLAGS]` from the
+    paper's configuration (PAPER); tyro applies the flags on top either way."""
     if sys.argv[1:2] == ["paper"]:
         prog = f"{os.path.basename(sys.argv[0])} paper"
         return tyro.cli(Args, default=PAPER, args=sys.argv[2:], prog=prog, description="the paper's PPO configuration")
@@ -889,8 +889,8 @@ if __name__ == "__main__":
             writer.add_scalar("losses/decoder_train", train_loss, global_step)
             writer.add_scalar("losses/decoder_val", val_loss, global_step)
             print(
-                f"stage {stage} done: decoder refit on {len(data_obs):,} (s, a) pairs ({num_data_envs} env{'s' if num_data_envs > 1 else ''} x "
-                f"{decoder_data_steps // num_data_envs} steps from reset), "
+                f"stage {stage} done: decoder refit on {len(data_obs):,} (s, a) pairs ({num_data_envs} "
+                f"env{'s' if num_data_envs > 1 else ''} x {decoder_data_steps // num_data_envs} steps from reset), "
                 f"train loss {train_loss:.4f}, val loss {val_loss:.4f} ({time.time() - refit_start:.0f} s)",
                 flush=True,
             )

@@ -315,10 +315,10 @@ class DiffusionDecoder(FlowDecoder):
     to the pre-squash action at t = 0. alpha_bar follows improved DDPM's cosine schedule (s = 0.008) over the first
     official release's range, from 0.024 at t = 1 to 1 at t = 0. (The later release starts at 1e-3: its first DDIM
     step then multiplies the network's error by 9, and measured here that folds the map z -> a, so the SAC
-    variant's relabelling cannot invert it; from 0.024 the factor is 0.9.) DDIM's step x_{k+1} = r_k x_k + c_k eps_hat, with r_k = sqrt(ab_{k+1} / ab_k) and
-    c_k = sqrt(1 - ab_{k+1}) - r_k sqrt(1 - ab_k), is taken in the epsilon-delta form x_{k+1} = x_k + c_k delta with
-    delta = eps_hat + (r_k - 1) x_k / c_k, and the network predicts delta: a zero output layer is exactly a = z, and
-    delta's squared error equals that of the noise prediction eps_hat, DDPM's loss."""
+    variant's relabelling cannot invert it; from 0.024 the factor is 0.9.) DDIM's step x_{k+1} = r_k x_k + c_k eps_hat,
+    with r_k = sqrt(ab_{k+1} / ab_k) and c_k = sqrt(1 - ab_{k+1}) - r_k sqrt(1 - ab_k), is taken in the epsilon-delta
+    form x_{k+1} = x_k + c_k delta with delta = eps_hat + (r_k - 1) x_k / c_k, and the network predicts delta: a zero
+    output layer is exactly a = z, and delta's squared error equals that of the noise prediction eps_hat, DDPM's loss."""
 
     def __init__(self, obs_dim: int, action_dim: int, flow_steps: int, hidden: int = 64, time_dim: int = 8):
         super().__init__(obs_dim, action_dim, flow_steps, hidden, time_dim)
@@ -543,9 +543,9 @@ def update_critics(qf: SoftQNetwork, qf_target: SoftQNetwork, q_optimizer, actor
 
 def q_range_warning(critic_means: list, rewards: np.ndarray, soft_bonus: float, gamma: float) -> Optional[str]:
     """A warning line when a critic's mean Q leaves the range a soft value can take, None inside it. Every step adds
-    a reward within those seen so far plus gamma * soft_bonus (-alpha KL(pi || N(0, I)), never positive; its batch mean at the
-    current alpha), so a true value lies in [lowest, highest] of that sum over 1 - gamma. The margin (10% of that range
-    plus 10% of 1 / (1 - gamma)) keeps noise quiet while all rewards are still zero."""
+    a reward within those seen so far plus gamma * soft_bonus (-alpha KL(pi || N(0, I)), never positive; its batch
+    mean at the current alpha), so a true value lies in [lowest, highest] of that sum over 1 - gamma. The margin (10%
+    of that range plus 10% of 1 / (1 - gamma)) keeps noise quiet while all rewards are still zero."""
     low = (rewards.min() + min(0.0, gamma * soft_bonus)) / (1.0 - gamma)
     high = (rewards.max() + max(0.0, gamma * soft_bonus)) / (1.0 - gamma)
     margin = 0.1 * (high - low + 1.0 / (1.0 - gamma))

@@ -81,7 +81,8 @@ def test_laptop_preset_runs_ten_million_steps_on_the_tasks_that_learn(tmp_path):
     assert len(runs) == 2 * 3 * 2 and {flag(r, "--env-id") for r in runs} == {"WalkerWalk", "CheetahRun"}
     assert {flag(r, "--total-timesteps") for r in runs} == {"10000000"} and not any(r[0] == "paper" for r in runs)
     proc = subprocess.run(
-        ["bash", os.path.join(ROOT, "benchmark", "humanoids.sh"), "--preset", "laptop", "--dry-run", "--out-dir", str(tmp_path)],
+        ["bash", os.path.join(ROOT, "benchmark", "humanoids.sh"), "--preset", "laptop", "--dry-run", "--out-dir",
+         str(tmp_path)],
         env=dict(os.environ, PYTHON=sys.executable), capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert proc.returncode == 1 and proc.stderr.strip().startswith("error: the laptop preset runs only tasks that learn")

@@ -7,10 +7,12 @@ rescale(tanh(z)) to the env's Box bounds, and PPO's log-probs, ratios and entrop
 """
 
 import difflib
+import gzip
 import importlib
 import os
 import pickle
 import random
+import signal
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -18,12 +20,15 @@ from typing import Literal, Optional
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # dm_control renders headless; without it it warns about a missing DISPLAY
 
+import cloudpickle
 import gymnasium as gym
+import mujoco
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.optim as optim
 import tyro
+from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
 from torch.distributions.normal import Normal
 from torch.utils.tensorboard import SummaryWriter
 
@@ -43,6 +48,12 @@ class Args:
     """save a checkpoint (weights, observation statistics, args) to runs/{run_name}/{exp_name}.pt"""
     eval_checkpoint: Optional[str] = None
     """path of a saved checkpoint: evaluate it deterministically for --eval-episodes episodes instead of training"""
+    checkpoint_every: int = 0
+    """env steps between training-state checkpoints, written atomically to runs/{run_name}/training_state.pt; with it on,
+    Ctrl-C, SIGTERM and SIGUSR1 (Slurm's warning) write one and stop. 0: none"""
+    resume: Optional[str] = None
+    """a training-state checkpoint (runs/{run_name}/training_state.pt): continue that run exactly where it stopped, with
+    its own flags, logging to its run directory"""
 
     # Algorithm specific arguments
     env_id: str = "HopperStand"
@@ -317,6 +328,12 @@ def check_args(args: Args):
         if not (np.isfinite(value) and above_low and below_high):
             interval = f"{'[' if low_allowed else '('}{low:g}, {high:g}{']' if high_allowed else ')'}"
             raise ValueError(f"--{name.replace('_', '-')} must be a finite number in {interval}, got {value}")
+    if args.checkpoint_every < 0:
+        raise ValueError(
+            f"--checkpoint-every must be 0 (no checkpoints) or a number of env steps, got {args.checkpoint_every}"
+        )
+    if args.checkpoint_every and args.async_envs:
+        raise ValueError("--checkpoint-every pickles the envs mid-episode, which needs them in-process: drop --async-envs")
     batch_size = args.num_envs * args.num_steps
     if batch_size % args.num_minibatches:
         raise ValueError(
@@ -384,6 +401,92 @@ def load_checkpoint(path: str, num_episodes: int):
     return saved_args, agent, envs
 
 
+def mujoco_states(envs: gym.vector.VectorEnv) -> list:
+    """The full MuJoCo integration state of each of gymnasium's own MuJoCo envs (Hopper-v5, ...), which pickle by
+    re-creating themselves and so lose it, with its RNG; None for an env that pickles whole (DM Control's do)."""
+    states, spec = [], mujoco.mjtState.mjSTATE_INTEGRATION
+    for env in envs.unwrapped.envs:
+        env = env.unwrapped
+        if isinstance(env, MujocoEnv):
+            physics = np.empty(mujoco.mj_stateSize(env.model, spec))
+            mujoco.mj_getState(env.model, env.data, physics, spec)
+            states.append((physics, env.np_random))
+        else:
+            states.append(None)
+    return states
+
+
+def save_training_state(path: str, run_name: str, args: Args, variables: dict):
+    """Write the whole training state atomically: to a temporary file that is renamed over `path` once complete, so an
+    interruption while writing leaves the previous checkpoint intact. `variables` (networks, optimisers, buffers, the
+    envs mid-episode, counters) are pickled together, so the references they share (an optimiser's and its network's
+    parameters) survive. gzip: a DM Control env pickles with MuJoCo's whole preallocated arena, mostly zeros."""
+    state = {
+        "script": os.path.basename(__file__),
+        "run_name": run_name,
+        "args": vars(args),
+        "variables": variables,
+        "mujoco": mujoco_states(variables["envs"]),
+        "rng": (random.getstate(), np.random.get_state(), torch.get_rng_state()),
+    }
+    with gzip.open(f"{path}.tmp", "wb", compresslevel=1) as f:
+        cloudpickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)  # cloudpickle: gymnasium's wrappers hold lambdas
+    os.replace(f"{path}.tmp", path)
+
+
+def load_training_state(path: str) -> dict:
+    """A checkpoint of save_training_state, checked to come from this script; restore_training_state continues it."""
+    script = os.path.basename(__file__)
+    try:
+        with gzip.open(path, "rb") as f:
+            state = pickle.load(f)
+    except Exception as err:  # not a gzip file, a truncated one, a pickle of something else: one line, not a traceback
+        raise ValueError(f"--resume {path} cannot be read as a training-state checkpoint: {err}") from None
+    saved_by = state.get("script") if isinstance(state, dict) else "no script of this project"
+    if saved_by != script:
+        raise ValueError(f"--resume {path} was saved by {saved_by}, not {script}: resume it with that script")
+    return state
+
+
+def restore_training_state(state: dict) -> dict:
+    """Put the RNG streams and gymnasium MuJoCo envs' physics back as they were; returns the loop's variables."""
+    spec = mujoco.mjtState.mjSTATE_INTEGRATION
+    for env, saved in zip(state["variables"]["envs"].unwrapped.envs, state["mujoco"]):
+        if saved is not None:
+            physics, env.unwrapped.np_random = saved
+            mujoco.mj_setState(env.unwrapped.model, env.unwrapped.data, physics, spec)
+            mujoco.mj_forward(env.unwrapped.model, env.unwrapped.data)
+    python_rng, numpy_rng, torch_rng = state["rng"]
+    random.setstate(python_rng)
+    np.random.set_state(numpy_rng)
+    torch.set_rng_state(torch_rng)
+    return state["variables"]
+
+
+def stop_requests() -> list:
+    """Catch Ctrl-C, SIGTERM (Slurm's preemption and time limit) and SIGUSR1 (Slurm's --signal warning): each is
+    noted in the returned list, for the loop to checkpoint and stop at the next iteration; a second Ctrl-C stops at once."""
+    requests = []
+
+    def request_stop(signum, frame):
+        if requests and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        requests.append(signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(signum, request_stop)
+    return requests
+
+
+def resumed_args(args: Args, state: dict) -> Args:
+    """The args of the run that a training-state checkpoint continues; flags given beside --resume are refused."""
+    given = [name for name in vars(args) if name != "resume" and getattr(args, name) != getattr(Args(), name)]
+    if given:
+        flags = ", ".join(f"--{name.replace('_', '-')}" for name in given)
+        raise ValueError(f"--resume continues the saved run with its own flags; drop {flags}")
+    return Args(**{**state["args"], "resume": args.resume})
+
+
 if __name__ == "__main__":
     args = parse_args()
     try:
@@ -395,6 +498,9 @@ if __name__ == "__main__":
                 f"{saved_args.env_id}: deterministic return {returns.mean():.2f} +- {returns.std():.2f} over {len(returns)} episodes"
             )
             sys.exit(0)
+        resumed = load_training_state(args.resume) if args.resume else None
+        if resumed:
+            args = resumed_args(args, resumed)
         gym_id = resolve_env_id(args.env_id)
         args.batch_size = int(args.num_envs * args.num_steps)
         args.minibatch_size = int(args.batch_size // args.num_minibatches)
@@ -414,12 +520,17 @@ if __name__ == "__main__":
             f"note: {planned_steps:,} of the {args.total_timesteps:,} --total-timesteps will run "
             f"(whole rollout batches of {args.batch_size})"
         )
-    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    writer = SummaryWriter(f"runs/{run_name}")
-    writer.add_text(
-        "hyperparameters",
-        "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])),
-    )
+    if resumed:  # the same run directory; TensorBoard drops what the interrupted run logged after the checkpoint
+        run_name, run_dir = resumed["run_name"], os.path.dirname(os.path.abspath(args.resume))
+        writer = SummaryWriter(run_dir, purge_step=resumed["variables"]["global_step"] + 1)
+    else:
+        run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+        run_dir = f"runs/{run_name}"
+        writer = SummaryWriter(run_dir)
+        writer.add_text(
+            "hyperparameters",
+            "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])),
+        )
 
     # TRY NOT TO MODIFY: seeding
     random.seed(args.seed)
@@ -451,16 +562,43 @@ if __name__ == "__main__":
     next_eval = 0
     last_eval, last_eval_step = float("nan"), 0
     recent_returns = []
-    start_time = last_print = time.time()
+    next_checkpoint, start_iteration, training_seconds = args.checkpoint_every, 1, 0.0
     next_obs, _ = envs.reset(seed=args.seed)
+    # the training state: every variable of the loop that outlives an iteration (--checkpoint-every, --resume)
+    LOOP_STATE = (
+        "agent optimizer envs next_obs global_step next_eval last_eval last_eval_step recent_returns next_checkpoint "
+        "start_iteration training_seconds"
+    ).split()
+    if resumed:  # every one of them as the checkpoint left it, the envs mid-episode and the RNG streams included
+        envs.close()
+        globals().update(restore_training_state(resumed))
+        print(f"resumed {run_name} at step {global_step:,} from {args.resume}", flush=True)
+    stop_signals = stop_requests() if args.checkpoint_every else []
+    start_time = last_print = time.time() - training_seconds
 
-    for iteration in range(1, args.num_iterations + 1):
+    for iteration in range(start_iteration, args.num_iterations + 1):
         if global_step >= next_eval:
             eval_start = time.time()
             last_eval, last_eval_step = evaluate(agent, eval_envs, seed=args.seed + 10_000).mean(), global_step
             writer.add_scalar("eval/episodic_return", last_eval, global_step)
             next_eval += args.eval_every
             start_time += time.time() - eval_start  # SPS measures training only
+
+        # after the evaluation: all that is logged at steps up to global_step precedes the checkpoint (--resume purges the rest)
+        if args.checkpoint_every and (global_step >= next_checkpoint or stop_signals):
+            next_checkpoint = (global_step // args.checkpoint_every + 1) * args.checkpoint_every
+            start_iteration, training_seconds, checkpoint_start = iteration, time.time() - start_time, time.time()
+            state_path = f"{run_dir}/training_state.pt"
+            save_training_state(state_path, run_name, args, {name: globals().get(name) for name in LOOP_STATE})
+            start_time += time.time() - checkpoint_start  # SPS measures training only
+            if stop_signals:
+                print(
+                    f"stopped by {signal.Signals(stop_signals[0]).name} at step {global_step:,}; the training state is saved: "
+                    f"continue with python {os.path.basename(__file__)} --resume {state_path}",
+                    flush=True,
+                )
+                writer.close()
+                sys.exit(128 + stop_signals[0])
 
         # Annealing the rate if instructed to do so.
         if args.anneal_lr:
@@ -596,7 +734,7 @@ if __name__ == "__main__":
         f"({time.time() - start_time:.0f} s of training)"
     )
     if args.save_model:
-        model_path = f"runs/{run_name}/{args.exp_name}.pt"
+        model_path = f"{run_dir}/{args.exp_name}.pt"
         save_checkpoint(model_path, args, agent)
         print(
             f"model saved to {model_path}; evaluate it with: python {os.path.basename(__file__)} --eval-checkpoint {model_path}"

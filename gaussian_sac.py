@@ -741,6 +741,8 @@ if __name__ == "__main__":
         print(
             f"model saved to {model_path}; evaluate it with: python {os.path.basename(__file__)} --eval-checkpoint {model_path}"
         )
+    if os.path.exists(f"{run_dir}/training_state.pt"):  # the run is complete: nothing is left to resume
+        os.remove(f"{run_dir}/training_state.pt")
 
     envs.close()
     eval_envs.close()

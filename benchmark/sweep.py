@@ -11,15 +11,20 @@ Layout (one sweep = one table and preset): benchmark/runs/<table>/<preset>/
     sweep.json                     what the sweep is (tasks, columns, seeds, budgets, commands): summarize.py reads it
     <task>__<exp>__<seed>/         the run's working dir: train.log and runs/<task>__<exp>__<seed>__<time>/ (events)
     <task>__<exp>__<seed>.done     marker of a finished run (JSON: wall time, command); finished runs are skipped
-A run without its marker is started from scratch (its partial dir is removed), so an interrupted sweep resumes by
-running the same command again. A marker whose command differs from the current one (budget changed) does not count.
+Every run writes a training-state checkpoint (--checkpoint-every, by default at each evaluation). A run without its
+marker continues from its checkpoint with `--resume` (a run with none starts from scratch, its partial dir removed),
+so an interrupted sweep resumes by running the same command again. A marker whose command differs from the current
+one (budget changed) does not count. On Slurm each array task is requeued when its time limit nears (--signal,
+scontrol requeue) or when it is preempted (--requeue), and continues from its checkpoint.
 """
 
 import argparse
+import glob
 import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -138,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--num-evals", type=int, help="evaluations per run: --eval-every = budget / N (paper 30, quick 5)")
     g.add_argument("--eval-episodes", type=int, help="episodes per evaluation (paper 128 PPO-type / 10 SAC-type, quick 5)")
     g.add_argument("--extra-flags", default="", help="flags appended to every command, e.g. '--num-envs 64'")
+    g.add_argument("--checkpoint-every", type=int,
+                   help="env steps between each run's training-state checkpoints (default: at each evaluation; 0: none)")  # fmt: skip
     g = p.add_argument_group("how to run")
     g.add_argument("--dry-run", action="store_true", help="print every command (or the Slurm script); run nothing")
     g.add_argument("--workers", type=int, default=os.cpu_count(), help="local runs at a time (default: number of CPUs)")
@@ -147,7 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--scripts-dir", default=ROOT, help="where the training scripts are (default: the repo root)")
     g = p.add_argument_group("slurm (with --launcher slurm)")
     g.add_argument("--partition", help="#SBATCH --partition")
-    g.add_argument("--time", default="72:00:00", help="#SBATCH --time per run (paper budget: days on one CPU core)")
+    g.add_argument(
+        "--time", default="72:00:00", help="#SBATCH --time per job; a run that needs longer is requeued and resumes"
+    )
+    g.add_argument("--signal-seconds", type=int, default=300,
+                   help="seconds before the time limit at which a run checkpoints, stops and is requeued")  # fmt: skip
     g.add_argument("--cpus-per-task", type=int, default=1, help="#SBATCH --cpus-per-task (also --torch-threads)")
     g.add_argument("--mem", default="4G", help="#SBATCH --mem per run")
     g.add_argument(
@@ -191,9 +202,10 @@ def plan(args) -> Sweep:
             family = METHODS[spec["method"]].family
             for seed in seeds:
                 config = [preset["ppo_config"]] if family == "ppo" and preset["ppo_config"] else []
+                checkpoint_every = eval_every[family] if args.checkpoint_every is None else args.checkpoint_every
                 flags = [*config, "--env-id", task, "--seed", str(seed), "--total-timesteps", str(budgets[family]),
                          "--exp-name", column, "--eval-every", str(eval_every[family]),
-                         "--eval-episodes", str(eval_episodes[family]),
+                         "--eval-episodes", str(eval_episodes[family]), "--checkpoint-every", str(checkpoint_every),
                          *preset["method_flags"].get(spec["method"], []), *spec["flags"], *threads, *extra]  # fmt: skip
                 sweep.runs.append(Run(task, column, spec["method"], seed, flags))
     return sweep
@@ -232,14 +244,25 @@ def run_env() -> dict:
     return env
 
 
+def training_state(run_dir: str) -> str | None:
+    """The training-state checkpoint an interrupted run left in run_dir, if any."""
+    states = glob.glob(os.path.join(run_dir, "runs", "*", "training_state.pt"))
+    return states[0] if len(states) == 1 else None
+
+
 def run_one(run_dir: str, marker: str, command: list, flags: list, processes: dict | None = None) -> tuple:
-    """Run one command from scratch in run_dir (log: run_dir/train.log); on success write the marker.
+    """Run one command in run_dir (log: run_dir/train.log), continuing from the training-state checkpoint of an
+    interrupted earlier attempt if there is one, from scratch otherwise; on success write the marker.
     Returns (exit code, wall seconds). Used by the local launcher and, through `sweep.py run-one`, by Slurm tasks."""
-    if os.path.exists(run_dir):
-        shutil.rmtree(run_dir)  # a partial earlier attempt: its event files would mix with the new ones
-    os.makedirs(run_dir)
+    state = training_state(run_dir)
+    if state:
+        command = [*command[:2], "--resume", os.path.relpath(state, run_dir)]  # the run's own flags are in the state
+    else:
+        if os.path.exists(run_dir):
+            shutil.rmtree(run_dir)  # a partial earlier attempt: its event files would mix with the new ones
+        os.makedirs(run_dir)
     start = time.time()
-    with open(os.path.join(run_dir, "train.log"), "w") as log:
+    with open(os.path.join(run_dir, "train.log"), "a" if state else "w") as log:
         log.write("$ " + shlex.join(command) + "\n")
         log.flush()
         proc = subprocess.Popen(command, cwd=run_dir, env=run_env(), stdout=log, stderr=subprocess.STDOUT)
@@ -288,7 +311,10 @@ def launch_local(sweep: Sweep, pending: list, workers: int) -> int:
         pool.shutdown(wait=False, cancel_futures=True)
         for proc in list(processes.values()):
             proc.terminate()
-        print("interrupted: finished runs keep their markers; run the same command again to resume", file=sys.stderr)
+        for proc in list(processes.values()):
+            proc.wait()  # each run writes its training-state checkpoint before it stops
+        print("interrupted: finished runs keep their markers, the others their checkpoints; run the same command again to "
+              "resume", file=sys.stderr)  # fmt: skip
         return 130
     pool.shutdown()
     print(f"{len(pending) - len(failed)} of {len(pending)} runs finished in {time.time() - start:.0f} s")
@@ -298,9 +324,11 @@ def launch_local(sweep: Sweep, pending: list, workers: int) -> int:
 
 
 def slurm_script(sweep: Sweep, pending: list, args) -> str:
-    """A job array with one task per pending run; each task runs `sweep.py run-one` around the run's command."""
+    """A job array with one task per pending run; each task runs `sweep.py run-one` around the run's command. A task
+    that reaches its time limit or is preempted checkpoints its run and is requeued; the requeued task resumes it."""
     sbatch = [f"--job-name=gorl-{sweep.table}-{sweep.preset}", f"--array=0-{len(pending) - 1}", f"--time={args.time}",
-              f"--cpus-per-task={args.cpus_per_task}", f"--mem={args.mem}",
+              f"--cpus-per-task={args.cpus_per_task}", f"--mem={args.mem}", "--requeue",
+              f"--signal=B:USR1@{args.signal_seconds}", "--open-mode=append",
               f"--output={os.path.join(sweep.sweep_dir, 'slurm', '%A_%a.out')}"]  # fmt: skip
     if args.partition:
         sbatch.append(f"--partition={args.partition}")
@@ -313,7 +341,11 @@ def slurm_script(sweep: Sweep, pending: list, args) -> str:
     for run in pending:
         wrapped = [sweep.python, this, "run-one", sweep.run_dir(run), sweep.marker(run), "--", *sweep.command(run)]
         lines.append("  " + shlex.quote(shlex.join(wrapped)))
-    lines += [")", 'eval "${RUNS[$SLURM_ARRAY_TASK_ID]}"', ""]
+    # USR1 (--signal, before the time limit) reaches this shell only: pass it on, let the run checkpoint, requeue the
+    # task. Preemption sends SIGTERM to every process of the job, the run included, and --requeue puts the task back.
+    lines += [")", "requeue() {", '  kill -USR1 "$child"; wait "$child"',
+              '  scontrol requeue "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"', "}", "trap requeue USR1",
+              'eval "${RUNS[$SLURM_ARRAY_TASK_ID]}" &', "child=$!", 'wait "$child"', ""]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -339,7 +371,15 @@ def main_run_one(argv: list) -> int:
     if os.path.exists(marker):
         print(f"{marker} exists: already done")
         return 0
-    code, wall = run_one(run_dir, marker, command, command[2:])
+    processes = {}
+
+    def forward(signum, frame):  # Slurm signals this process: the run checkpoints and stops
+        for proc in list(processes.values()):
+            proc.send_signal(signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(signum, forward)
+    code, wall = run_one(run_dir, marker, command, command[2:], processes)
     print(f"{os.path.basename(run_dir)}: exit {code} after {wall:.0f} s; log {os.path.join(run_dir, 'train.log')}")
     return code
 

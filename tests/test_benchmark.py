@@ -3,8 +3,10 @@
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -53,6 +55,7 @@ def test_main_table_paper_preset_runs_every_task_method_and_seed_at_the_paper_bu
     assert sorted({int(flag(r, "--seed")) for r in runs}) == [1, 2, 3, 4, 5]
     assert {flag(r, "--total-timesteps") for r in runs} == {"180000000"}
     assert {flag(r, "--eval-every") for r in runs} == {"6000000"} and {flag(r, "--eval-episodes") for r in runs} == {"128"}
+    assert {flag(r, "--checkpoint-every") for r in runs} == {"6000000"}  # a resumable state at each evaluation
     keys = {(flag(r, "--env-id"), flag(r, "--exp-name"), flag(r, "--seed")) for r in runs}
     assert len(keys) == len(runs)  # no duplicates
     assert "180,000,000 env steps per run" in out and "90 runs: 0 already done (skipped), 90 to run" in out
@@ -103,7 +106,7 @@ def test_other_tables_command_lists(tmp_path):
 
     ablations = commands(table_script("ablations.sh", "--dry-run", out_dir=tmp_path))
     assert len(ablations) == 7 * 3 and {flag(r, "--env-id") for r in ablations} == {"HopperStand"}
-    variants = {flag(r, "--exp-name"): r[r.index("--eval-episodes") + 2 :] for r in ablations}
+    variants = {flag(r, "--exp-name"): r[r.index("--checkpoint-every") + 2 :] for r in ablations}
     assert variants == {
         "gorl_ppo": [], "gorl_ppo-stages1": ["--num-stages", "1"], "gorl_ppo-stages2": ["--num-stages", "2"],
         "gorl_ppo-kl0": ["--latent-kl-coef", "0"], "gorl_ppo-kl1e-2": ["--latent-kl-coef", "1e-2"],
@@ -197,7 +200,9 @@ def test_slurm_script_has_one_array_task_per_pending_run(tmp_path, capsys):
     assert sweep.main(argv) == 0
     script = capsys.readouterr().out.split("#!/bin/bash", 1)[1]
     for line in ["#SBATCH --array=0-10", "#SBATCH --partition=cpu", "#SBATCH --time=12:00:00", "#SBATCH --cpus-per-task=1",
-                 "#SBATCH --mem=8G", "export OMP_NUM_THREADS=1", 'eval "${RUNS[$SLURM_ARRAY_TASK_ID]}"']:  # fmt: skip
+                 "#SBATCH --mem=8G", "#SBATCH --requeue", "#SBATCH --signal=B:USR1@300", "export OMP_NUM_THREADS=1",
+                 'eval "${RUNS[$SLURM_ARRAY_TASK_ID]}" &', "trap requeue USR1", 'kill -USR1 "$child"; wait "$child"',
+                 'scontrol requeue "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"']:  # fmt: skip
         assert line in script
     entries = re.findall(r"^  '(.*)'$", script, flags=re.MULTILINE)
     assert len(entries) == 11
@@ -214,6 +219,34 @@ def test_run_one_cli_writes_log_and_marker(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "hello" in (run_dir / "train.log").read_text()
     assert json.loads(marker.read_text())["command"] == command
+
+
+def test_interrupted_run_one_resumes_from_its_checkpoint(tmp_path):
+    """What a Slurm task does: USR1 (the time limit nears) reaches `sweep.py run-one`, which passes it to the run; the
+    run checkpoints and stops, no marker is written, and the requeued task continues the run from its checkpoint."""
+    run_dir, marker = tmp_path / "r", tmp_path / "r.done"
+    command = [sys.executable, os.path.join(ROOT, "gaussian_sac.py"), "--env-id", "Pendulum-v1", "--total-timesteps", "1200",
+               "--learning-starts", "200", "--batch-size", "64", "--eval-every", "600", "--eval-episodes", "1",
+               "--checkpoint-every", "300"]  # fmt: skip
+    run_one = [sys.executable, os.path.join(ROOT, "benchmark", "sweep.py"), "run-one", str(run_dir), str(marker), "--"]
+    proc = subprocess.Popen([*run_one, *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while sweep.training_state(str(run_dir)) is None:
+        assert proc.poll() is None and time.time() < deadline, "no checkpoint"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGUSR1)
+    assert proc.wait(timeout=120) == 128 + signal.SIGUSR1
+    assert not marker.exists() and sweep.training_state(str(run_dir))
+
+    again = subprocess.run([*run_one, *command], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    log = (run_dir / "train.log").read_text()
+    stopped_at = int(re.search(r"stopped by SIGUSR1 at step (\d+)", log).group(1))
+    assert re.search(
+        rf"--resume runs/Pendulum-v1__gaussian_sac__1__\d+/training_state.pt\nresumed .* at step {stopped_at:,} ", log
+    )
+    assert "final deterministic eval return" in log and marker.exists()
+    assert sweep.training_state(str(run_dir)) is None  # the finished run removed its checkpoint
 
 
 # ---------------------------------------------------------------- summarize

@@ -343,9 +343,10 @@ def slurm_script(sweep: Sweep, pending: list, args) -> str:
         lines.append("  " + shlex.quote(shlex.join(wrapped)))
     # USR1 (--signal, before the time limit) reaches this shell only: pass it on, let the run checkpoint, requeue the
     # task. Preemption sends SIGTERM to every process of the job, the run included, and --requeue puts the task back.
+    # `exec`: the background job is run-one itself, not a subshell that USR1 would kill.
     lines += [")", "requeue() {", '  kill -USR1 "$child"; wait "$child"',
               '  scontrol requeue "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"', "}", "trap requeue USR1",
-              'eval "${RUNS[$SLURM_ARRAY_TASK_ID]}" &', "child=$!", 'wait "$child"', ""]  # fmt: skip
+              'eval "exec ${RUNS[$SLURM_ARRAY_TASK_ID]}" &', "child=$!", 'wait "$child"', ""]  # fmt: skip
     return "\n".join(lines)
 
 

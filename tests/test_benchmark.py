@@ -201,7 +201,7 @@ def test_slurm_script_has_one_array_task_per_pending_run(tmp_path, capsys):
     script = capsys.readouterr().out.split("#!/bin/bash", 1)[1]
     for line in ["#SBATCH --array=0-10", "#SBATCH --partition=cpu", "#SBATCH --time=12:00:00", "#SBATCH --cpus-per-task=1",
                  "#SBATCH --mem=8G", "#SBATCH --requeue", "#SBATCH --signal=B:USR1@300", "export OMP_NUM_THREADS=1",
-                 'eval "${RUNS[$SLURM_ARRAY_TASK_ID]}" &', "trap requeue USR1", 'kill -USR1 "$child"; wait "$child"',
+                 'eval "exec ${RUNS[$SLURM_ARRAY_TASK_ID]}" &', "trap requeue USR1", 'kill -USR1 "$child"; wait "$child"',
                  'scontrol requeue "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"']:  # fmt: skip
         assert line in script
     entries = re.findall(r"^  '(.*)'$", script, flags=re.MULTILINE)
@@ -221,32 +221,43 @@ def test_run_one_cli_writes_log_and_marker(tmp_path):
     assert json.loads(marker.read_text())["command"] == command
 
 
-def test_interrupted_run_one_resumes_from_its_checkpoint(tmp_path):
-    """What a Slurm task does: USR1 (the time limit nears) reaches `sweep.py run-one`, which passes it to the run; the
-    run checkpoints and stops, no marker is written, and the requeued task continues the run from its checkpoint."""
-    run_dir, marker = tmp_path / "r", tmp_path / "r.done"
-    command = [sys.executable, os.path.join(ROOT, "gaussian_sac.py"), "--env-id", "Pendulum-v1", "--total-timesteps", "1200",
-               "--learning-starts", "200", "--batch-size", "64", "--eval-every", "600", "--eval-episodes", "1",
-               "--checkpoint-every", "300"]  # fmt: skip
-    run_one = [sys.executable, os.path.join(ROOT, "benchmark", "sweep.py"), "run-one", str(run_dir), str(marker), "--"]
-    proc = subprocess.Popen([*run_one, *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while sweep.training_state(str(run_dir)) is None:
-        assert proc.poll() is None and time.time() < deadline, "no checkpoint"
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGUSR1)
-    assert proc.wait(timeout=120) == 128 + signal.SIGUSR1
-    assert not marker.exists() and sweep.training_state(str(run_dir))
+def test_slurm_task_checkpoints_requeues_and_resumes_its_run(tmp_path):
+    """The array script as Slurm runs it, with a stand-in scontrol: USR1 (the time limit nears) reaches the task's
+    shell, which passes it on through run-one to the run; the run checkpoints and stops, the task requeues itself,
+    no marker is written, and the requeued task continues the run from its checkpoint to the end."""
+    argv = ["--table", "t", "--tasks", "Pendulum-v1", "--methods", "gaussian_sac", "--seeds", "1", "--preset", "quick",
+            "--sac-steps", "1200", "--num-evals", "2", "--eval-episodes", "1", "--checkpoint-every", "300",
+            "--extra-flags", "--learning-starts 200 --batch-size 64", "--out-dir", str(tmp_path), "--launcher", "slurm"]  # fmt: skip
+    args = sweep.build_parser().parse_args(argv)
+    plan = sweep.plan(args)
+    (run,) = plan.runs
+    script = tmp_path / "array.sh"
+    script.write_text(sweep.slurm_script(plan, plan.runs, args))
+    (tmp_path / "bin").mkdir()
+    scontrol = tmp_path / "bin" / "scontrol"
+    scontrol.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "requeued"}\n')
+    scontrol.chmod(0o755)
+    env = dict(os.environ, SLURM_ARRAY_JOB_ID="77", SLURM_ARRAY_TASK_ID="0", PATH=f"{tmp_path / 'bin'}:{os.environ['PATH']}")
 
-    again = subprocess.run([*run_one, *command], capture_output=True, text=True, timeout=300)
+    task = subprocess.Popen(["bash", str(script)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while sweep.training_state(plan.run_dir(run)) is None:
+        assert task.poll() is None and time.time() < deadline, "the run wrote no checkpoint"
+        time.sleep(0.05)
+    task.send_signal(signal.SIGUSR1)
+    assert task.wait(timeout=120) == 128 + signal.SIGUSR1, task.stderr.read()  # the run's exit: stopped by USR1
+    assert (tmp_path / "requeued").read_text() == "requeue 77_0\n"
+    assert not os.path.exists(plan.marker(run)) and sweep.training_state(plan.run_dir(run))
+
+    again = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
-    log = (run_dir / "train.log").read_text()
+    log = read(os.path.join(plan.run_dir(run), "train.log"))
     stopped_at = int(re.search(r"stopped by SIGUSR1 at step (\d+)", log).group(1))
     assert re.search(
         rf"--resume runs/Pendulum-v1__gaussian_sac__1__\d+/training_state.pt\nresumed .* at step {stopped_at:,} ", log
     )
-    assert "final deterministic eval return" in log and marker.exists()
-    assert sweep.training_state(str(run_dir)) is None  # the finished run removed its checkpoint
+    assert "final deterministic eval return" in log and os.path.exists(plan.marker(run))
+    assert sweep.training_state(plan.run_dir(run)) is None  # the finished run removed its checkpoint
 
 
 # ---------------------------------------------------------------- summarize

@@ -28,15 +28,15 @@ def curve_table(run_dirs: list, tags: list, every: int) -> str:
         for scalars in runs.values():
             for tag in tags:
                 value = value_at(scalars.get(tag, []), step)
-                cells.append("" if value is None else f"{value:.1f}")
+                cells.append("" if value is None else f"{value:.4g}")
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     for name, scalars in runs.items():
         for tag in tags:
             values = [value for _, value in scalars.get(tag, [])]
             if values:
-                lines.append(f"- {name} `{tag}`: {min(values):.2f} to {max(values):.2f} over {len(values)} points, "
-                             f"last {values[-1]:.2f} at step {scalars[tag][-1][0]:,}")  # fmt: skip
+                lines.append(f"- {name} `{tag}`: {min(values):.4g} to {max(values):.4g} over {len(values)} points, "
+                             f"last {values[-1]:.4g} at step {scalars[tag][-1][0]:,}")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

@@ -366,5 +366,5 @@ def test_curve_table_reads_each_run_at_every_step_and_gives_ranges(tmp_path):
         writer.close()
     table = curve_table([str(tmp_path / "Task__gorl_sac__1__0"), str(tmp_path / "Task__gaussian_sac__1__0")],
                         ["losses/qf1_values"], every=50)  # fmt: skip
-    assert "| 50 | 5.0 | 5.0 |" in table and "| 100 | 10.0 |  |" in table  # nothing after a run's last point
-    assert "- gaussian_sac `losses/qf1_values`: 0.00 to 6.00 over 7 points, last 6.00 at step 60" in table
+    assert "| 50 | 5 | 5 |" in table and "| 100 | 10 |  |" in table  # nothing after a run's last point
+    assert "- gaussian_sac `losses/qf1_values`: 0 to 6 over 7 points, last 6 at step 60" in table

@@ -335,14 +335,14 @@ def test_non_finite_loss_stops_the_run_with_one_line(script, tmp_path):
 # ---------------------------------------------------------------- end-to-end runs
 
 CARTPOLE = ["--env-id", "CartpoleBalance", "--total-timesteps", "1500", "--learning-starts", "200", "--eval-every", "500"]
-CARTPOLE += ["--eval-episodes", "1", "--save-model", *FAST_SAC]
+CARTPOLE += ["--eval-episodes", "1", "--save-model", "--action-repeat", "2", *FAST_SAC]
 
 
 def test_gorl_sac_runs_two_stages_on_dm_control_and_reloads(tmp_path):
     flags = [*CARTPOLE, "--num-stages", "2", "--decoder-data-steps", "200", *FAST_GORL]
     result = run_script("gorl_sac.py", *flags, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "stage 0 done: decoder refit on 100 (s, a) pairs" in result.stdout  # 200 env steps, each action held for 2
+    assert "stage 0 done: decoder refit on 100 (s, a) pairs" in result.stdout  # 200 env steps, each action held for 2 of them
     scalars = check_two_stage_run(tmp_path)
     assert values(scalars, "losses/relabel_error")[0] < 0.05
     for tag in ["losses/qf1_loss", "losses/actor_loss", "losses/alpha", "losses/latent_kl", "charts/SPS"]:
@@ -357,7 +357,7 @@ def test_gaussian_sac_runs_on_dm_control_and_reloads(tmp_path):
     assert result.returncode == 0, result.stderr
     scalars = read_scalars(only_run_dir(tmp_path))
     assert [step for step, _ in scalars["eval/episodic_return"]] == [0, 500, 1000, 1500]
-    assert values(scalars, "charts/episodic_length") == [500.0]  # DM Control's default: each action held 2 env steps
+    assert values(scalars, "charts/episodic_length") == [500.0]  # 1000 env steps, each action held for 2
     for tag in ["losses/qf1_values", "losses/qf_loss", "losses/actor_loss", "losses/alpha", "losses/alpha_loss", "charts/SPS"]:
         assert np.isfinite(values(scalars, tag)).all(), tag
     check_reload("gaussian_sac.py", tmp_path, scalars["eval/episodic_return"][-1][1])

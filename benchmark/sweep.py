@@ -48,6 +48,7 @@ METHODS = {
     "gaussian_sac": Method("gaussian_sac.py", "sac"),
     "gorl_sac": Method("gorl_sac.py", "sac"),
 }
+PPO_CONFIGS = ("paper",)  # the PPO scripts' named starting configurations (their first argument)
 
 # paper: 180M env steps per DM Control task (humanoids too), 4M for the SAC variant (2M + 1M + 1M); evaluation every
 # 6M steps (budget / 30) over 128 deterministic episodes. quick: small enough that the main table (6 tasks x 2
@@ -114,14 +115,24 @@ class Sweep:
 
 
 def parse_variant(text: str):
-    """'NAME=METHOD --flag value ...' -> (NAME, METHOD, [--flag, value, ...])."""
+    """'NAME=METHOD [CONFIG] --flag value ...' -> (NAME, METHOD, CONFIG or None, [--flag, value, ...]).
+
+    CONFIG is a PPO script's named starting configuration (`python gorl_ppo.py paper ...`): it must come first on the
+    script's command line, so it is kept apart from the flags."""
     name, sep, rest = text.partition("=")
     words = shlex.split(rest)
     if not sep or not name or not words or words[0] not in METHODS:
         raise argparse.ArgumentTypeError(
-            f"--variant {text!r}: expected NAME=METHOD [FLAGS], METHOD one of {', '.join(METHODS)}"
+            f"--variant {text!r}: expected NAME=METHOD [CONFIG] [FLAGS], METHOD one of {', '.join(METHODS)}"
         )
-    return name, words[0], words[1:]
+    method, words = words[0], words[1:]
+    config = words.pop(0) if words and not words[0].startswith("-") else None
+    if config is not None and (METHODS[method].family != "ppo" or config not in PPO_CONFIGS):
+        raise argparse.ArgumentTypeError(
+            f"--variant {text!r}: {config!r} is not a configuration of {method}"
+            + (f" (PPO scripts have: {', '.join(PPO_CONFIGS)})" if METHODS[method].family == "ppo" else " (it has none)")
+        )
+    return name, method, config, words
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,8 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--table", required=True, help="table name: the sweep's dir is <out-dir>/<table>/<preset>")
     g.add_argument("--tasks", nargs="+", required=True, help="env ids as the scripts take them (HopperStand, Hopper-v5)")
     g.add_argument("--methods", nargs="*", default=[], choices=sorted(METHODS), help="methods run with their default flags")
-    g.add_argument("--variant", action="append", default=[], type=parse_variant, metavar="NAME=METHOD FLAGS",
-                   help="an extra column: METHOD run with FLAGS under exp name NAME (repeatable)")  # fmt: skip
+    g.add_argument("--variant", action="append", default=[], type=parse_variant, metavar="NAME=METHOD [CONFIG] FLAGS",
+                   help="an extra column: METHOD run with FLAGS under exp name NAME (repeatable); CONFIG, e.g. paper, "
+                   "starts a PPO script from that configuration instead of the preset's")  # fmt: skip
     g.add_argument("--seeds", nargs="+", type=int, required=True, help="the table's seeds (a preset may use the first few)")
     g = p.add_argument_group("scale (defaults from --preset)")
     g.add_argument("--preset", choices=sorted(PRESETS), default="paper",
@@ -179,9 +191,9 @@ def plan(args) -> Sweep:
     }
     num_seeds = args.num_seeds or preset["num_seeds"] or len(args.seeds)
     seeds = args.seeds[:num_seeds]
-    columns = {m: {"method": m, "flags": []} for m in args.methods}
-    for name, method, flags in args.variant:
-        columns[name] = {"method": method, "flags": flags}
+    columns = {m: {"method": m, "config": None, "flags": []} for m in args.methods}
+    for name, method, config, flags in args.variant:
+        columns[name] = {"method": method, "config": config, "flags": flags}
     if not columns:
         raise SystemExit("error: nothing to run: give --methods and/or --variant")
     tasks = [task for task in args.tasks if preset["tasks"] is None or task in preset["tasks"]]
@@ -201,7 +213,8 @@ def plan(args) -> Sweep:
         for column, spec in columns.items():
             family = METHODS[spec["method"]].family
             for seed in seeds:
-                config = [preset["ppo_config"]] if family == "ppo" and preset["ppo_config"] else []
+                config = spec["config"] or (preset["ppo_config"] if family == "ppo" else None)
+                config = [config] if config else []
                 checkpoint_every = eval_every[family] if args.checkpoint_every is None else args.checkpoint_every
                 flags = [*config, "--env-id", task, "--seed", str(seed), "--total-timesteps", str(budgets[family]),
                          "--exp-name", column, "--eval-every", str(eval_every[family]),

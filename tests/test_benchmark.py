@@ -91,6 +91,22 @@ def test_laptop_preset_runs_ten_million_steps_on_the_tasks_that_learn(tmp_path):
     assert proc.returncode == 1 and proc.stderr.strip().startswith("error: the laptop preset runs only tasks that learn")
 
 
+def test_a_variant_may_name_a_ppo_configuration_which_goes_first(tmp_path, capsys):
+    base = ["--table", "t", "--preset", "laptop", "--tasks", "WalkerWalk", "--seeds", "1", "--num-seeds", "1", "--dry-run",
+            "--out-dir", str(tmp_path)]  # fmt: skip
+    assert (
+        sweep.main([*base, "--variant", "gorl_ppo_paper=gorl_ppo paper --decoder diffusion", "--methods", "gaussian_ppo"]) == 0
+    )
+    runs = {flag(r, "--exp-name"): r for r in commands(capsys.readouterr().out)}
+    assert runs["gorl_ppo_paper"][0] == "paper" and runs["gorl_ppo_paper"][-2:] == ["--decoder", "diffusion"]
+    assert "paper" not in runs["gaussian_ppo"]  # the laptop preset's own configuration: the scripts' defaults
+    for bad, why in [("x=gorl_sac paper", "not a configuration of gorl_sac (it has none)"),
+                     ("x=gorl_ppo papr", "'papr' is not a configuration of gorl_ppo (PPO scripts have: paper)")]:  # fmt: skip
+        with pytest.raises(SystemExit):
+            sweep.main([*base, "--variant", bad])
+        assert why in capsys.readouterr().err
+
+
 def test_other_tables_command_lists(tmp_path):
     humanoids = commands(table_script("humanoids.sh", "--dry-run", out_dir=tmp_path))
     assert len(humanoids) == 2 * 3 * 3

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import gorl_sac  # noqa: E402
+import gorl_sac
 
 
 def slice_arg(text: str) -> slice:

@@ -384,3 +384,28 @@ def test_curve_table_reads_each_run_at_every_step_and_gives_ranges(tmp_path):
                         ["losses/qf1_values"], every=50)  # fmt: skip
     assert "| 50 | 5 | 5 |" in table and "| 100 | 10 |  |" in table  # nothing after a run's last point
     assert "- gaussian_sac `losses/qf1_values`: 0 to 6 over 7 points, last 6 at step 60" in table
+
+
+def test_refit_check_refits_decoders_on_buffer_slices_of_a_training_state(tmp_path):
+    from tests.test_resume import RUNS, interrupt_after_first_checkpoint
+
+    flags = [*RUNS["gorl_sac.py"], "--checkpoint-every", "300"]
+    code, _, stderr, state = interrupt_after_first_checkpoint("gorl_sac.py", flags, tmp_path, signal.SIGINT)
+    assert code == 128 + signal.SIGINT, stderr
+    check = [sys.executable, os.path.join(ROOT, "benchmark", "refit_check.py"), state, "--episodes", "2"]
+    proc = subprocess.run([*check, "--slices", "0:200", "--hidden", "16"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = re.findall(r"^(.+?)\s+z=(zero|prior)\s+return\s+(-?[\d.]+), (\d)/2 above 500", proc.stdout, re.M)
+    assert [(name.strip(), latent) for name, latent, _, _ in rows] == [
+        ("the run's decoder", "zero"),
+        ("the run's decoder", "prior"),
+        ("200 pairs, hidden 16", "zero"),
+        ("200 pairs, hidden 16", "prior"),
+    ]
+    assert re.search(r"refit on 0:200, hidden 16: train loss [\d.]+, val loss [\d.]+", proc.stdout)
+    # the stage-0 decoder is the identity and the refit one is not: the same latents give other returns
+    assert rows[0][2] != rows[2][2] or rows[1][2] != rows[3][2]
+    proc = subprocess.run([*check, "--slices", "0:99999"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and re.fullmatch(
+        r"error: slice 0:99999 ends past the buffer's [\d,]+ transitions\n", proc.stderr
+    )

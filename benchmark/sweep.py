@@ -53,9 +53,10 @@ PPO_CONFIGS = ("paper",)  # the PPO scripts' named starting configurations (thei
 # paper: 180M env steps per DM Control task (humanoids too), 4M for the SAC variant (2M + 1M + 1M); evaluation every
 # 6M steps (budget / 30) over 128 deterministic episodes. quick: small enough that the main table (6 tasks x 2
 # methods x 2 seeds = 24 runs) takes about 25 minutes with one worker on a 2-core laptop (see benchmark/README.md).
-# laptop: 10M env steps per PPO-type run (~30 min on one core), 1M per SAC-type run, the first 2 seeds, and only the
-# tasks known to learn within that: WalkerWalk (both PPO scripts ~440 at 10M here), CheetahRun (not yet measured here),
-# and Gym MuJoCo's SAC tasks. ppo_config: the configuration the PPO scripts start from (`python gorl_ppo.py paper ...`).
+# laptop: 10M env steps per PPO-type run (~90 min here, two at a time on 2 cores), 1M per SAC-type run, the first 2
+# seeds, and only the tasks known to learn within that: WalkerWalk (both PPO scripts ~440 at 10M here), CheetahRun (not
+# yet measured here), and Gym MuJoCo's SAC tasks. ppo_config: the configuration the PPO scripts start from
+# (`python gorl_ppo.py paper ...`).
 PRESETS = {
     "paper": dict(ppo_steps=180_000_000, sac_steps=4_000_000, num_seeds=None, num_evals=30, ppo_eval_episodes=128,
                   sac_eval_episodes=10, method_flags={}, ppo_config="paper", tasks=None),

@@ -420,7 +420,8 @@ def save_training_state(path: str, run_name: str, args: Args, variables: dict):
     """Write the whole training state atomically: to a temporary file that is renamed over `path` once complete, so an
     interruption while writing leaves the previous checkpoint intact. `variables` (networks, optimisers, buffers, the
     envs mid-episode, counters) are pickled together, so the references they share (an optimiser's and its network's
-    parameters) survive. gzip: a DM Control env pickles its MuJoCo model and arena (12 MB each in a 32-env vector env), which compress ~17x."""
+    parameters) survive. gzip: a DM Control env pickles its MuJoCo model and arena (12 MB each in a 32-env vector env),
+    which compress ~17x."""
     state = {
         "script": os.path.basename(__file__),
         "run_name": run_name,

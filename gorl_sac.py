@@ -117,7 +117,7 @@ class Args:
     decoder_data_steps: Optional[int] = None
     """fresh env steps of the current policy collected to refit the decoder at each stage end, counted in the budget
     (they join the replay buffer too); None: 5% of --total-timesteps, at least 1,000. On HopperStand 1% (10 episodes at
-    1M) left the refit decoder, fed the prior, standing up in 4-5 of 10 episodes where stage 0 stood in 9 (README)"""
+    1M) left the refit decoder, fed the prior, standing up in 4-5 of 10 episodes where stage 0 stood in ~9 (README)"""
     decoder_epochs: int = 100
     """maximum epochs of each decoder refit"""
     decoder_batch_size: int = 512

@@ -59,8 +59,8 @@ def main(argv=None):
     torch.manual_seed(0)
     try:
         state = gorl_sac.load_training_state(args.state)
-    except (ValueError, OSError) as err:
-        sys.exit(f"error: {err}")
+    except ValueError as err:  # its message is worded for the scripts' --resume
+        sys.exit(f"error: {str(err).removeprefix('--resume ')}")
     run_args, variables = state["args"], state["variables"]
     buffer = variables["rb"]
     for part in args.slices:

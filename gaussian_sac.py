@@ -361,6 +361,18 @@ def log_episodes(writer: SummaryWriter, infos: dict, global_step: int) -> list:
     return [float(infos["episode"]["r"][i]) for i in finished]
 
 
+def step_envs(envs: gym.vector.VectorEnv, rb: ReplayBuffer, writer: SummaryWriter, obs, z, actions, global_step: int):
+    """One vector step with the pre-squash actions z, rescaled to the bounds. The transitions join the replay buffer with their
+    squashed actions, which the critics take, the true last observation of a finished episode, and terminations only as the
+    done flag (a truncated episode's last state is not terminal). Returns the next observations and the finished episodes'
+    returns."""
+    next_obs, rewards, terminations, truncations, infos = envs.step(
+        squash_to_bounds(z, envs.single_action_space.low, envs.single_action_space.high)
+    )
+    rb.add(obs, real_next_obs(next_obs, terminations, truncations, infos), actions, rewards, terminations)
+    return next_obs, log_episodes(writer, infos, global_step)
+
+
 @torch.no_grad()
 def evaluate(agent: Actor, envs: gym.vector.VectorEnv, seed: int) -> np.ndarray:
     """Deterministic evaluation (z = policy mean): the return of the first episode of each env."""
@@ -581,7 +593,6 @@ if __name__ == "__main__":
     torch.use_deterministic_algorithms(device.type == "cpu")  # on a GPU some kernels have no deterministic version
 
     obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
-    action_low, action_high = envs.single_action_space.low, envs.single_action_space.high
 
     actor = Actor(obs_dim, action_dim).to(device)
     qf = SoftQNetwork(obs_dim, action_dim).to(device)
@@ -655,17 +666,10 @@ if __name__ == "__main__":
             else:
                 z, actions, _ = actor.get_action(torch.from_numpy(obs).to(device))
 
-        # TRY NOT TO MODIFY: execute the game and log data.
+        # TRY NOT TO MODIFY: execute the game, log data and save it to the replay buffer.
         global_step += args.num_envs * args.action_repeat
-        next_obs, rewards, terminations, truncations, infos = envs.step(
-            squash_to_bounds(z.cpu().numpy(), action_low, action_high)
-        )
-        recent_returns += log_episodes(writer, infos, global_step)
-
-        # TRY NOT TO MODIFY: save data to replay buffer; the true last observation of a finished episode, and
-        # terminations only as the done flag (a truncated episode's last state is not terminal)
-        rb.add(obs, real_next_obs(next_obs, terminations, truncations, infos), actions.cpu().numpy(), rewards, terminations)
-        obs = next_obs
+        obs, episode_returns = step_envs(envs, rb, writer, obs, z.cpu().numpy(), actions.cpu().numpy(), global_step)
+        recent_returns += episode_returns
 
         # ALGO LOGIC: training.
         if global_step >= args.learning_starts:

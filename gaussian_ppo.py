@@ -723,7 +723,7 @@ if __name__ == "__main__":
             recent = f"{np.mean(recent_returns):8.1f}" if recent_returns else "     n/a"
             print(
                 f"step {global_step:>10,}/{planned_steps:,} | SPS {sps:5d} | episodic return {recent} | "
-                f"eval {last_eval:8.1f} (step {last_eval_step:,}) | value loss {v_loss.item():.3f}",
+                f"eval {last_eval:8.1f} (step {last_eval_step:,}) | value loss {v_loss.item():.3g}",
                 flush=True,
             )
             recent_returns = []

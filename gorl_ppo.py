@@ -140,18 +140,18 @@ class Args:
     """stop a decoder refit after this many epochs without a better validation loss"""
     reset_critic: bool = False
     """re-initialise the critic at each stage start, as the paper's code does (kept by default: see README)"""
-    stage_lr_restart: bool = False
+    stage_lr_restart: bool = True
     """each stage after the first restarts at --learning-rate and anneals (with --anneal-lr) to zero within itself;
     off: one run-wide schedule, so later stages start at a fraction of the rate. Stage 0 follows the run-wide one
     either way, as Gaussian PPO does"""
-    later_clip_coef: Optional[float] = None
+    later_clip_coef: Optional[float] = 0.3
     """surrogate clipping coefficient of the stages after the first (the paper's code: 0.3, against 0.15 in stage 0);
     None: --clip-coef"""
-    later_max_grad_norm: Optional[float] = None
+    later_max_grad_norm: Optional[float] = 1.0
     """gradient-norm clip of the stages after the first (the paper's code: 1.0, against 0.5); None: --max-grad-norm"""
-    decoder_data_policy: Literal["last", "best"] = "last"
-    """the policy that collects each refit's data and starts the next stage: the stage's last, or its best-evaluated
-    (the paper's pipeline)"""
+    decoder_data_policy: Literal["last", "best"] = "best"
+    """the policy that collects each refit's data and starts the next stage: the stage's best-evaluated (the paper's
+    pipeline), or its last"""
     fresh_decoder: bool = False
     """refit a freshly initialised decoder at each stage end (both official releases) instead of warm-starting it"""
 

@@ -167,8 +167,8 @@ def returns_table(sweep: dict, found: dict, problems: list) -> str:
 def runtime_table(sweep: dict, found: dict) -> str:
     lines = [
         f"**{sweep['table']} ({sweep['preset']} preset)**: one line per finished run. Budget: {budget_text(sweep)}. "
-        "Wall time: the whole run (start-up and evaluations included); SPS: the run's last `charts/SPS` (training "
-        "steps per second, evaluations excluded).",
+        "Wall time: the whole run (start-up and evaluations included; a resumed run: all its attempts); SPS: the run's "
+        "last `charts/SPS` (training steps per second, evaluations excluded).",
         "",
         "| run | task | method | seed | env steps | wall time (s) | SPS | final eval return |",
         "|---|---|---|---|---|---|---|---|",

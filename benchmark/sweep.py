@@ -10,7 +10,7 @@ this file; everything else lives here. Scale is one knob per method family: --pp
 Layout (one sweep = one table and preset): benchmark/runs/<table>/<preset>/
     sweep.json                     what the sweep is (tasks, columns, seeds, budgets, commands): summarize.py reads it
     <task>__<exp>__<seed>/         the run's working dir: train.log and runs/<task>__<exp>__<seed>__<time>/ (events)
-    <task>__<exp>__<seed>.done     marker of a finished run (JSON: wall time, command); finished runs are skipped
+    <task>__<exp>__<seed>.done     marker of a finished run (JSON: attempts, total wall time, command): skipped
 Every run writes a training-state checkpoint (--checkpoint-every, by default at each evaluation). A run without its
 marker continues from its checkpoint with `--resume` (a run with none starts from scratch, its partial dir removed),
 so an interrupted sweep resumes by running the same command again. A marker whose command differs from the current
@@ -286,10 +286,25 @@ def run_one(run_dir: str, marker: str, command: list, flags: list, processes: di
         if processes is not None:
             processes.pop(run_dir, None)
     wall = time.time() - start
+    attempts = add_attempt(run_dir, wall)
     if returncode == 0:
         with open(marker, "w") as f:
-            json.dump({"wall_s": round(wall, 1), "flags": flags, "command": command, "finished": time.ctime()}, f)
+            json.dump({**attempts, "flags": flags, "command": command, "finished": time.ctime()}, f)
     return returncode, wall
+
+
+def add_attempt(run_dir: str, wall: float) -> dict:
+    """Count one more attempt at the run in run_dir/attempts.json: {"attempts": n, "wall_s": their total}. A resumed
+    run's marker then gives its whole wall time, not only its last attempt's (a fresh start removes the file)."""
+    path = os.path.join(run_dir, "attempts.json")
+    attempts = {"attempts": 0, "wall_s": 0.0}
+    if os.path.exists(path):
+        with open(path) as f:
+            attempts = json.load(f)
+    attempts = {"attempts": attempts["attempts"] + 1, "wall_s": round(attempts["wall_s"] + wall, 1)}
+    with open(path, "w") as f:
+        json.dump(attempts, f)
+    return attempts
 
 
 def final_eval(log_path: str) -> str:

@@ -264,6 +264,7 @@ def test_slurm_task_checkpoints_requeues_and_resumes_its_run(tmp_path):
     assert task.wait(timeout=120) == 128 + signal.SIGUSR1, task.stderr.read()  # the run's exit: stopped by USR1
     assert (tmp_path / "requeued").read_text() == "requeue 77_0\n"
     assert not os.path.exists(plan.marker(run)) and sweep.training_state(plan.run_dir(run))
+    first_wall = json.loads(read(os.path.join(plan.run_dir(run), "attempts.json")))["wall_s"]
 
     again = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
@@ -274,6 +275,8 @@ def test_slurm_task_checkpoints_requeues_and_resumes_its_run(tmp_path):
     )
     assert "final deterministic eval return" in log and os.path.exists(plan.marker(run))
     assert sweep.training_state(plan.run_dir(run)) is None  # the finished run removed its checkpoint
+    marker = json.loads(read(plan.marker(run)))
+    assert marker["attempts"] == 2 and marker["wall_s"] > first_wall > 0  # the whole run's time, both attempts
 
 
 # ---------------------------------------------------------------- summarize

@@ -1,7 +1,10 @@
 """A markdown table of some runs' scalars every N env steps, with each tag's range over the whole run: for reading and
-recording learning curves of single runs (a sweep's tables come from summarize.py).
+recording learning curves of single runs (a sweep's tables come from summarize.py). With --share-above R, each run
+also gets a column of its training episodes (charts/episodic_return) since the previous row: the share whose return
+is above R, with their count; for tasks whose episodes either succeed or fail (HopperStand stands up or not).
 
     python benchmark/curve_table.py runs/HopperStand__gorl_sac__1__* runs/HopperStand__gaussian_sac__1__* --every 50000
+    python benchmark/curve_table.py runs/HopperStand__gorl_sac__1__* --tags eval/episodic_return --share-above 500
 """
 
 import argparse
@@ -18,10 +21,19 @@ def value_at(points: list, step: int):
     return before[-1] if before and step <= points[-1][0] else None
 
 
-def curve_table(run_dirs: list, tags: list, every: int) -> str:
+def share_above(points: list, after: int, upto: int, threshold: float) -> str:
+    """ "share (n)" of the values logged in (after, upto] that exceed threshold; "" if there are none."""
+    values = [value for at, value in points if after < at <= upto]
+    return f"{sum(value > threshold for value in values) / len(values):.2f} ({len(values)})" if values else ""
+
+
+def curve_table(run_dirs: list, tags: list, every: int, threshold: float | None = None) -> str:
     runs = {os.path.basename(os.path.normpath(d)).split("__")[1]: read_scalars(d) for d in run_dirs}
     last_step = max(points[-1][0] for scalars in runs.values() for tag, points in scalars.items() if tag in tags)
-    header = ["env steps"] + [f"{name} `{tag}`" for name in runs for tag in tags]
+    header = ["env steps"]
+    for name in runs:
+        header += [f"{name} `{tag}`" for tag in tags]
+        header += [] if threshold is None else [f"{name} training episodes above {threshold:g} (n)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for step in range(0, last_step + 1, every):
         cells = [f"{step:,}"]
@@ -29,6 +41,8 @@ def curve_table(run_dirs: list, tags: list, every: int) -> str:
             for tag in tags:
                 value = value_at(scalars.get(tag, []), step)
                 cells.append("" if value is None else f"{value:.4g}")
+            if threshold is not None:
+                cells.append(share_above(scalars.get("charts/episodic_return", []), step - every, step, threshold))
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     for name, scalars in runs.items():
@@ -45,9 +59,10 @@ def main(argv=None) -> int:
     parser.add_argument("run_dirs", nargs="+", help="run directories (runs/{run_name}) with TensorBoard event files")
     parser.add_argument("--tags", nargs="+", default=["eval/episodic_return", "losses/qf1_values"], help="scalars to show")
     parser.add_argument("--every", type=int, default=50_000, help="env steps between rows")
+    parser.add_argument("--share-above", type=float, help="also the share of training episodes with a return above this")
     args = parser.parse_args(argv)
     try:
-        print(curve_table(args.run_dirs, args.tags, args.every), end="")
+        print(curve_table(args.run_dirs, args.tags, args.every, args.share_above), end="")
     except FileNotFoundError as err:
         sys.exit(f"error: {err}")
     return 0

@@ -389,6 +389,22 @@ def test_curve_table_reads_each_run_at_every_step_and_gives_ranges(tmp_path):
     assert "- gaussian_sac `losses/qf1_values`: 0 to 6 over 7 points, last 6 at step 60" in table
 
 
+def test_curve_table_gives_the_share_of_training_episodes_above_a_return_per_row(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    from benchmark.curve_table import curve_table
+
+    writer = SummaryWriter(str(tmp_path / "Task__gorl_sac__1__0"))
+    for step, episode_return in [(10, 900.0), (20, 0.0), (30, 950.0), (40, 920.0), (60, 5.0), (70, 0.0)]:
+        writer.add_scalar("charts/episodic_return", episode_return, step)
+        writer.add_scalar("eval/episodic_return", episode_return, step)
+    writer.close()
+    table = curve_table([str(tmp_path / "Task__gorl_sac__1__0")], ["eval/episodic_return"], every=50, threshold=500)
+    assert "| env steps | gorl_sac `eval/episodic_return` | gorl_sac training episodes above 500 (n) |" in table
+    # rows at 0 and 50: the episodes of (-50, 0] (none) and of (0, 50] (3 of 4 above 500); the next row is past the run
+    assert "| 0 |  |  |" in table and "| 50 | 920 | 0.75 (4) |" in table
+
+
 def test_refit_check_refits_decoders_on_buffer_slices_of_a_training_state(tmp_path):
     from tests.test_resume import RUNS, interrupt_after_first_checkpoint
 

@@ -22,7 +22,7 @@ def value_at(points: list, step: int):
 
 
 def share_above(points: list, after: int, upto: int, threshold: float) -> str:
-    """ "share (n)" of the values logged in (after, upto] that exceed threshold; "" if there are none."""
+    """The share of the values logged in (after, upto] that exceed threshold, with their count; "" if there are none."""
     values = [value for at, value in points if after < at <= upto]
     return f"{sum(value > threshold for value in values) / len(values):.2f} ({len(values)})" if values else ""
 

@@ -5,7 +5,11 @@ num_envs, with random actions and no learning. Each script then trains for --ste
 off, and its own charts/SPS (training steps per second of wall time) is read back from its event file.
 
     python benchmark/sps.py --env-id HopperStand --steps 100000
-    python benchmark/sps.py --scripts gaussian_sac.py gorl_sac.py --steps 5000 --script-flags="--learning-starts 2000"
+    python benchmark/sps.py --scripts gaussian_sac.py gorl_sac.py --steps 20000 --rate-after 5000
+
+--rate-after N reports the rate over the env steps after N only (SAC's random warm-up steps are far faster than its
+training steps, so charts/SPS, which counts from step 0, overstates the training rate). It needs no extra logging:
+charts/SPS = step / elapsed at each logged step, so two points give the wall time between them.
 """
 
 import argparse
@@ -47,14 +51,28 @@ def raw_env_sps(script: str, env_id: str, steps: int) -> float:
     return steps // defaults.num_envs * defaults.num_envs / elapsed
 
 
-def training_sps(script: str, env_id: str, steps: int, extra_flags: list) -> float:
-    """The script's last charts/SPS after a training run of `steps` env steps with evaluation off."""
+def rate_after(sps_points: list, after: int) -> float:
+    """Env steps per second between the first charts/SPS point past `after` and the last one.
+
+    Each point is (step, step / elapsed), so elapsed = step / sps; the rate is the steps between two points over the
+    difference of their elapsed times."""
+    later = [(step, sps) for step, sps in sps_points if step > after and sps > 0]
+    if len(later) < 2:
+        raise SystemExit(f"error: --rate-after {after:,} leaves fewer than 2 charts/SPS points; raise --steps")
+    (first_step, first_sps), (last_step, last_sps) = later[0], later[-1]
+    return (last_step - first_step) / (last_step / last_sps - first_step / first_sps)
+
+
+def training_sps(script: str, env_id: str, steps: int, extra_flags: list, after: int = 0) -> float:
+    """The script's training rate over a run of `steps` env steps with evaluation off: its last charts/SPS, or with
+    `after` > 0 the rate over the steps past `after` (see rate_after)."""
     with tempfile.TemporaryDirectory() as cwd:
         command = [sys.executable, os.path.join(ROOT, script), "--env-id", env_id, "--total-timesteps", str(steps)]
         command += ["--eval-every", str(10 * steps), "--eval-episodes", "1", *extra_flags]
         subprocess.run(command, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
         (run_name,) = os.listdir(os.path.join(cwd, "runs"))
-        return read_scalars(os.path.join(cwd, "runs", run_name))["charts/SPS"][-1][1]
+        sps_points = read_scalars(os.path.join(cwd, "runs", run_name))["charts/SPS"]
+        return rate_after(sps_points, after) if after > 0 else sps_points[-1][1]
 
 
 def main():
@@ -64,6 +82,7 @@ def main():
     parser.add_argument("--scripts", nargs="+", default=["gaussian_ppo.py", "gorl_ppo.py"])
     parser.add_argument("--script-flags", default="", help="extra flags for every script, as one string")
     parser.add_argument("--gorl-flags", default="", help="extra flags for the gorl_* scripts only, as one string")
+    parser.add_argument("--rate-after", type=int, default=0, help="measure training over the env steps after this one only")
     parser.add_argument("--output", help="also write the markdown table to this file")
     args = parser.parse_args()
 
@@ -72,13 +91,15 @@ def main():
     first = None
     for script in args.scripts:
         flags = args.script_flags.split() + (args.gorl_flags.split() if script.startswith("gorl") else [])
-        sps = training_sps(script, args.env_id, args.steps, flags)
+        sps = training_sps(script, args.env_id, args.steps, flags, args.rate_after)
         first = first or sps
         rows.append(f"| {script} {' '.join(flags)} | {sps:,.0f} | {sps / raw:.2f} | {sps / first:.2f} |")
         print(rows[-1], flush=True)
     table = "\n".join(
         [
-            f"Training SPS on {args.env_id}, {args.steps:,} env steps per run, evaluation off; "
+            f"Training SPS on {args.env_id}, {args.steps:,} env steps per run"
+            + (f" (rate over the steps after {args.rate_after:,})" if args.rate_after else "")
+            + ", evaluation off; "
             f"{platform.machine()}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}.",
             "",
             f"| run | SPS | x raw env | x {args.scripts[0]} |",

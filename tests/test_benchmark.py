@@ -428,3 +428,15 @@ def test_refit_check_refits_decoders_on_buffer_slices_of_a_training_state(tmp_pa
     assert proc.returncode == 1 and re.fullmatch(
         r"error: slice 0:99999 ends past the buffer's [\d,]+ transitions\n", proc.stderr
     )
+
+
+def test_sps_rate_after_counts_only_the_steps_past_the_warm_up():
+    from benchmark.sps import rate_after
+
+    # 2,000 fast warm-up steps in 2 s, then 1,000 steps every 10 s: charts/SPS = step / elapsed at each logged step
+    elapsed = {1000: 1.0, 2000: 2.0, 3000: 12.0, 4000: 22.0, 5000: 32.0}
+    points = [(step, int(step / seconds)) for step, seconds in elapsed.items()]
+    assert points[-1][1] == 156  # what charts/SPS reports: the warm-up inflates it
+    assert rate_after(points, 2000) == pytest.approx(100, rel=0.02)
+    with pytest.raises(SystemExit, match="fewer than 2"):
+        rate_after(points, 4000)

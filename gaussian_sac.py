@@ -100,6 +100,9 @@ class Args:
     """episodes per deterministic evaluation (run in parallel envs)"""
     log_every: int = 1_000
     """environment steps between loss logs (reading a loss out of torch is kept off the per-step path)"""
+    critic_layer_norm: bool = False
+    """LayerNorm (without gain and bias) on each hidden layer of the critics, before the ReLU, as RLPD and SimBa use
+    against value overestimation; off until measured at length here (README)"""
 
     # to be filled in runtime
     num_iterations: int = 0
@@ -216,8 +219,9 @@ class SoftQNetwork(nn.Module):
     """num_critics independent Q(s, a) MLPs (256-256, ReLU) held as stacked weights, so that each layer of all the
     critics is one batched matmul: one call gives every critic's value, shape (num_critics, batch)."""
 
-    def __init__(self, obs_dim: int, action_dim: int, num_critics: int = 2, hidden: int = 256):
+    def __init__(self, obs_dim: int, action_dim: int, num_critics: int = 2, hidden: int = 256, layer_norm: bool = False):
         super().__init__()
+        self.layer_norm = layer_norm
         sizes = [obs_dim + action_dim, hidden, hidden, 1]
         self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
         for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
@@ -232,7 +236,8 @@ class SoftQNetwork(nn.Module):
             if detach_params:
                 weight, bias = weight.detach(), bias.detach()
             if i < len(self.weights) - 1:
-                x = F.relu(torch.baddbmm(bias, x, weight))  # (critics, batch, hidden)
+                x = torch.baddbmm(bias, x, weight)  # (critics, batch, hidden)
+                x = F.relu(F.layer_norm(x, x.shape[-1:]) if self.layer_norm else x)
             else:  # the width-1 output layer as a product and a sum: a matrix-vector bmm is slow on CPU, its backward more so
                 x = (x * weight.transpose(1, 2)).sum(-1) + bias.squeeze(-1)
         return x
@@ -595,7 +600,7 @@ if __name__ == "__main__":
     obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
 
     actor = Actor(obs_dim, action_dim).to(device)
-    qf = SoftQNetwork(obs_dim, action_dim).to(device)
+    qf = SoftQNetwork(obs_dim, action_dim, layer_norm=args.critic_layer_norm).to(device)
     qf_target = copy.deepcopy(qf).requires_grad_(False)
     q_params, q_target_params = list(qf.parameters()), list(qf_target.parameters())
     q_optimizer = optim.Adam(q_params, lr=args.q_lr, fused=True)  # fused: one kernel per step on CPU

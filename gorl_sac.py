@@ -104,6 +104,9 @@ class Args:
     """episodes per deterministic evaluation (run in parallel envs)"""
     log_every: int = 1_000
     """environment steps between loss logs (reading a loss out of torch is kept off the per-step path)"""
+    critic_layer_norm: bool = False
+    """LayerNorm (without gain and bias) on each hidden layer of the critics, before the ReLU, as RLPD and SimBa use
+    against value overestimation; off until measured at length here (README)"""
 
     # GoRL arguments
     num_stages: int = 3
@@ -438,8 +441,9 @@ class SoftQNetwork(nn.Module):
     flat and its gradient vanishes, so the KL term pulls such latents back; in stage 0, where the decoder is the
     identity, tanh(eps) is Gaussian SAC's critic input exactly."""
 
-    def __init__(self, obs_dim: int, action_dim: int, num_critics: int = 2, hidden: int = 256):
+    def __init__(self, obs_dim: int, action_dim: int, num_critics: int = 2, hidden: int = 256, layer_norm: bool = False):
         super().__init__()
+        self.layer_norm = layer_norm
         sizes = [obs_dim + action_dim, hidden, hidden, 1]
         self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
         for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
@@ -454,7 +458,8 @@ class SoftQNetwork(nn.Module):
             if detach_params:
                 weight, bias = weight.detach(), bias.detach()
             if i < len(self.weights) - 1:
-                x = F.relu(torch.baddbmm(bias, x, weight))  # (critics, batch, hidden)
+                x = torch.baddbmm(bias, x, weight)  # (critics, batch, hidden)
+                x = F.relu(F.layer_norm(x, x.shape[-1:]) if self.layer_norm else x)
             else:  # the width-1 output layer as a product and a sum: a matrix-vector bmm is slow on CPU, its backward more so
                 x = (x * weight.transpose(1, 2)).sum(-1) + bias.squeeze(-1)
         return x
@@ -873,7 +878,7 @@ if __name__ == "__main__":
     obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
 
     actor = Actor(obs_dim, action_dim).to(device)
-    qf = SoftQNetwork(obs_dim, action_dim).to(device)
+    qf = SoftQNetwork(obs_dim, action_dim, layer_norm=args.critic_layer_norm).to(device)
     qf_target = copy.deepcopy(qf).requires_grad_(False)
     q_params, q_target_params = list(qf.parameters()), list(qf_target.parameters())
     q_optimizer = optim.Adam(q_params, lr=args.q_lr, fused=True)  # fused: one kernel per step on CPU

@@ -111,6 +111,30 @@ def test_twin_critics_are_independent_networks_in_one_call():
     assert actions.grad.abs().sum() > 0 and all(p.grad is None for p in qf.parameters())
 
 
+@pytest.mark.parametrize("module", [gaussian_sac, gorl_sac])
+def test_critic_layer_norm_normalises_each_hidden_layer_and_bounds_extrapolation(module):
+    """--critic-layer-norm: each hidden layer is normalised per critic and sample before its ReLU, so the value of an
+    input scaled far past the data stops growing (a plain ReLU critic is positively homogeneous: it grows with it)."""
+    torch.manual_seed(0)
+    plain = module.SoftQNetwork(obs_dim=4, action_dim=2)
+    normed = module.SoftQNetwork(obs_dim=4, action_dim=2, layer_norm=True)
+    normed.load_state_dict(plain.state_dict())  # the same weights: LayerNorm has no parameters of its own
+    obs, actions = torch.randn(8, 4), torch.randn(8, 2) * 0.1
+    # critic 0 by hand, each hidden layer standardised over its 256 units
+    x = torch.cat([obs, torch.tanh(actions) if module is gorl_sac else actions], -1)
+    for i, (w, b) in enumerate(zip(normed.weights, normed.biases)):
+        x = x @ w[0] + b[0]
+        x = (
+            torch.relu((x - x.mean(-1, keepdim=True)) / torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + 1e-5))
+            if i < 2
+            else x
+        )
+    torch.testing.assert_close(normed(obs, actions)[0], x.squeeze(-1))
+    far, farther = normed(obs * 1e3, actions), normed(obs * 1e6, actions)
+    torch.testing.assert_close(far, farther, atol=1e-3, rtol=1e-3)
+    assert (plain(obs * 1e6, actions).abs() > 100 * plain(obs * 1e3, actions).abs()).all()
+
+
 def test_gorl_critic_sees_latents_through_tanh():
     """The root cause of GoRL-SAC's stage-0 divergence on HopperStand: on raw latents the critic extrapolates past
     tanh's saturation, where every eps decodes to the same action, and the actor follows that slope outward. Through

@@ -612,15 +612,8 @@ def parse_args() -> Args:
 
 def save_checkpoint(path: str, args: Args, agent: Agent, decoder: FlowDecoder):
     """Everything needed to act again: args (env id, architecture), weights and observation statistics."""
-    torch.save(
-        {
-            "script": os.path.basename(__file__),
-            "args": vars(args),
-            "agent": agent.state_dict(),
-            "decoder": decoder.state_dict(),
-        },
-        path,
-    )
+    networks = {"agent": agent.state_dict(), "decoder": decoder.state_dict()}
+    torch.save({"script": os.path.basename(__file__), "args": vars(args), **networks}, path)
 
 
 def load_checkpoint(path: str, num_episodes: int):

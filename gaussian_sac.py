@@ -103,6 +103,8 @@ class Args:
     critic_layer_norm: bool = False
     """LayerNorm (without gain and bias) on each hidden layer of the critics, before the ReLU, as RLPD and SimBa use
     against value overestimation; off: on HopperStand to 403k env steps it was at most a little ahead (README)"""
+    hidden_size: int = 256
+    """width of both hidden layers of the actor and of each critic (CleanRL's and the paper's SAC: 256)"""
     normalize_obs: bool = False
     """standardise the observations that the actor and critics see with running statistics of every observation so far
     (clipped to +-10, saved with the model); off until measured at length here (README)"""
@@ -245,7 +247,7 @@ class RunningMeanStd(nn.Module):
 
 
 class SoftQNetwork(nn.Module):
-    """num_critics independent Q(s, a) MLPs (256-256, ReLU) held as stacked weights, so that each layer of all the
+    """num_critics independent Q(s, a) MLPs (two hidden layers, ReLU) held as stacked weights, so that each layer of all the
     critics is one batched matmul: one call gives every critic's value, shape (num_critics, batch)."""
 
     def __init__(self, obs_dim: int, action_dim: int, num_critics: int = 2, hidden: int = 256, layer_norm: bool = False):
@@ -438,6 +440,7 @@ POSITIVE_FLAGS = (
     "eval_every",
     "eval_episodes",
     "torch_threads",
+    "hidden_size",
 )
 
 # float flags: (low, high, whether low itself is allowed, whether high is); every value must be finite
@@ -491,9 +494,8 @@ def load_checkpoint(path: str, num_episodes: int):
     envs = make_vector_env(
         resolve_env_id(saved_args.env_id), num_episodes, saved_args.seed + 10_000, action_repeat=saved_args.action_repeat
     )
-    actor = Actor(
-        envs.single_observation_space.shape[0], envs.single_action_space.shape[0], normalize_obs=saved_args.normalize_obs
-    )
+    obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
+    actor = Actor(obs_dim, action_dim, hidden=saved_args.hidden_size, normalize_obs=saved_args.normalize_obs)
     actor.load_state_dict(checkpoint["actor"])
     return saved_args, actor, envs
 
@@ -634,8 +636,8 @@ if __name__ == "__main__":
 
     obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
 
-    actor = Actor(obs_dim, action_dim, normalize_obs=args.normalize_obs).to(device)
-    qf = SoftQNetwork(obs_dim, action_dim, layer_norm=args.critic_layer_norm).to(device)
+    actor = Actor(obs_dim, action_dim, hidden=args.hidden_size, normalize_obs=args.normalize_obs).to(device)
+    qf = SoftQNetwork(obs_dim, action_dim, hidden=args.hidden_size, layer_norm=args.critic_layer_norm).to(device)
     qf_target = copy.deepcopy(qf).requires_grad_(False)
     q_params, q_target_params = list(qf.parameters()), list(qf_target.parameters())
     q_optimizer = optim.Adam(q_params, lr=args.q_lr, fused=True)  # fused: one kernel per step on CPU

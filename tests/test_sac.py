@@ -438,14 +438,16 @@ def test_gaussian_sac_runs_on_dm_control_and_reloads(tmp_path):
     [("gaussian_sac.py", []), ("gorl_sac.py", ["--num-stages", "2", "--decoder-data-steps", "200", *FAST_GORL])],
 )
 def test_tuning_flags_run_and_the_model_keeps_its_observation_statistics(script, extra, tmp_path):
-    """--normalize-obs and --critic-layer-norm through a whole run: the saved model carries the observation statistics
-    of the run (so it acts again as in its last evaluation), and the run's logs stay finite."""
-    result = run_script(script, *CARTPOLE, *extra, "--normalize-obs", "--critic-layer-norm", cwd=tmp_path)
+    """--normalize-obs, --critic-layer-norm and --hidden-size through a whole run: the saved model carries the observation
+    statistics and the width of the run (so it acts again as in its last evaluation), and the run's logs stay finite."""
+    flags = ["--normalize-obs", "--critic-layer-norm", "--hidden-size", "64"]
+    result = run_script(script, *CARTPOLE, *extra, *flags, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     scalars = read_scalars(only_run_dir(tmp_path))
     assert np.isfinite(values(scalars, "losses/qf1_values")).all()
     checkpoint = torch.load(check_reload(script, tmp_path, scalars["eval/episodic_return"][-1][1]), weights_only=False)
     assert checkpoint["args"]["normalize_obs"] and checkpoint["args"]["critic_layer_norm"]
+    assert checkpoint["actor"]["trunk.0.weight"].shape == (64, 5) and checkpoint["qf"]["weights.1"].shape == (2, 64, 64)
     assert checkpoint["actor"]["obs_rms.count"] > 750  # every observation of the run's 1500 env steps (action repeat 2)
     assert not torch.allclose(checkpoint["actor"]["obs_rms.var"], torch.ones(5))
 

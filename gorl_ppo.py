@@ -360,8 +360,8 @@ DECODERS = {"flow": FlowDecoder, "diffusion": DiffusionDecoder}
 
 def fit_decoder(decoder, obs, actions, epochs, batch_size, lr, noise_draws, patience, val_fraction=0.1):
     """Refit the decoder on (s, pre-squash action) pairs, noise from the fixed N(0, I) prior (never the latent
-    policy's own z: the paper's Fig. 4a shows that collapses). Keeps the best-validation weights;
-    returns (last train loss, best validation loss), the latter infinite if the refit never produced a finite loss."""
+    policy's own z: the paper's Fig. 4a shows that collapses). Keeps the best-validation weights; returns (last train
+    loss, best validation loss, the held-out indices), the loss infinite if the refit never produced a finite one."""
     decoder.obs_rms.mean.copy_(obs.mean(0))
     decoder.obs_rms.var.copy_(obs.var(0, unbiased=False))
     perm = torch.randperm(len(obs))
@@ -387,7 +387,7 @@ def fit_decoder(decoder, obs, actions, epochs, batch_size, lr, noise_draws, pati
             if epochs_since_best >= patience:
                 break
     decoder.load_state_dict(best_state)
-    return loss.item(), best_val
+    return loss.item(), best_val, val
 
 
 def mlp(in_dim: int, hidden: tuple, out_dim: int, activation: str, out_std: float) -> nn.Sequential:
@@ -457,19 +457,67 @@ def log_episodes(writer: SummaryWriter, infos: dict, global_step: int) -> list:
 
 
 @torch.no_grad()
-def evaluate(agent: Agent, decoder: FlowDecoder, envs: gym.vector.VectorEnv, seed: int) -> np.ndarray:
-    """Deterministic evaluation (z = latent mean, deterministic flow): the return of the first episode of each env."""
+def evaluate(agent: Agent, decoder: FlowDecoder, envs: gym.vector.VectorEnv, seed: int, stochastic=False) -> np.ndarray:
+    """Deterministic evaluation (z = latent mean, deterministic flow; stochastic: z sampled): the return of the first
+    episode of each env."""
     low, high, device = envs.single_action_space.low, envs.single_action_space.high, next(agent.parameters()).device
     obs, _ = envs.reset(seed=seed)
     returns = np.zeros(envs.num_envs)
     running = np.ones(envs.num_envs, dtype=bool)
     while running.any():
         obs_tensor = torch.from_numpy(obs).to(device)
-        action = decoder(obs_tensor, agent.get_mean(obs_tensor))
+        z = agent.get_action_and_value(obs_tensor)[0] if stochastic else agent.get_mean(obs_tensor)
+        action = decoder(obs_tensor, z)
         obs, reward, terminations, truncations, _ = envs.step(squash_to_bounds(action.cpu().numpy(), low, high))
         returns += reward * running
         running &= ~(terminations | truncations)
     return returns
+
+
+@torch.no_grad()
+def refit_report(old: tuple, new: tuple, obs: torch.Tensor, eval_envs, seed: int, draws: int = 128) -> dict:
+    """How faithfully a refit hands the next stage the policy its data came from: the composed policy before it
+    (old = (latent policy, decoder)) against the one after (new: the new decoder, the latent policy reset to N(0, I)).
+    On states held out of the refit data, in the normalised action space tanh(x_0), where saturation counts as it acts:
+    deterministic_error, the RMS of g_new(s, mu_new(s)) - g_old(s, mu_old(s)); std_ratio_*, per action dimension the
+    new policy's action std over the old's (each averaged over states); sliced_wasserstein, W1 between the two action
+    samples at a state, averaged over 16 random directions and the states. Then both policies' returns on the same
+    evaluation episodes, deterministic and stochastic. Both sample with the same noise, so a refit that changes nothing
+    reads exactly 0, 1, 0 and equal returns; the noise is the report's own, so training goes on as without it."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        noise = torch.randn(draws, *obs.shape[:1], eval_envs.single_action_space.shape[0], device=obs.device)
+
+        def actions(agent, decoder):
+            mean = agent.get_mean(obs)
+            samples = decoder(obs.repeat(draws, 1), (mean + agent.actor_logstd.exp() * noise).flatten(0, 1))
+            return torch.tanh(decoder(obs, mean)), torch.tanh(samples).view_as(noise)
+
+        (old_mode, old_samples), (new_mode, new_samples) = actions(*old), actions(*new)
+        std_ratio = new_samples.std(0).mean(0) / old_samples.std(0).mean(0).clamp(min=1e-8)
+        directions = nn.functional.normalize(torch.randn(noise.shape[-1], 16, device=obs.device), dim=0)
+        sorted_old, sorted_new = (torch.sort(samples @ directions, dim=0).values for samples in (old_samples, new_samples))
+        report = {
+            "deterministic_error": ((new_mode - old_mode) ** 2).mean().sqrt().item(),
+            "std_ratio_min": std_ratio.min().item(),
+            "std_ratio_mean": std_ratio.mean().item(),
+            "std_ratio_max": std_ratio.max().item(),
+            "sliced_wasserstein": (sorted_new - sorted_old).abs().mean().item(),
+        }
+        for name, policy in (("old", old), ("new", new)):
+            for mode in ("deterministic", "stochastic"):
+                torch.manual_seed(seed)  # the same episodes and latent draws for both policies
+                report[f"{name}_return_{mode}"] = evaluate(*policy, eval_envs, seed, mode == "stochastic").mean().item()
+    return report
+
+
+def refit_summary(report: dict) -> str:
+    return (
+        f"deterministic action error {report['deterministic_error']:.3f}, action std ratio {report['std_ratio_min']:.2f}-"
+        f"{report['std_ratio_max']:.2f}, sliced W1 {report['sliced_wasserstein']:.3f}; return before -> after: "
+        f"deterministic {report['old_return_deterministic']:.1f} -> {report['new_return_deterministic']:.1f}, "
+        f"stochastic {report['old_return_stochastic']:.1f} -> {report['new_return_stochastic']:.1f}"
+    )
 
 
 def decoder_data_envs(data_steps: int, longest_episode: int, num_envs: int) -> int:
@@ -996,8 +1044,6 @@ if __name__ == "__main__":
             if stage_best_state is not None:  # the stage's best-evaluated policy collects the data and goes on
                 agent.load_state_dict(stage_best_state)
                 print(f"stage {stage}: the policy evaluated at {stage_best_eval:.1f} collects the decoder data", flush=True)
-            if args.fresh_decoder:
-                decoder = DECODERS[args.decoder](obs_dim, action_dim, args.flow_steps).to(device)
             num_data_envs = decoder_data_envs(decoder_data_steps, longest_episode, args.num_envs)
             data_envs = make_vector_env(gym_id, num_data_envs, args.seed + 20_000 + 1_000 * stage)
             data_obs, data_actions, data_returns = collect_decoder_data(
@@ -1006,8 +1052,11 @@ if __name__ == "__main__":
             data_envs.close()
             global_step += decoder_data_steps
             recent_returns += data_returns
+            old_policy = copy.deepcopy(agent), copy.deepcopy(decoder)
+            if args.fresh_decoder:  # only now: the data above must come from the composed policy, old decoder included
+                decoder = DECODERS[args.decoder](obs_dim, action_dim, args.flow_steps).to(device)
             # targets are pre-squash actions, clipped as in the paper's code: tanh(3) is already 0.995 of the bound
-            train_loss, val_loss = fit_decoder(
+            train_loss, val_loss, held_out = fit_decoder(
                 decoder,
                 data_obs,
                 data_actions.clamp(-3.0, 3.0),
@@ -1021,14 +1070,18 @@ if __name__ == "__main__":
                 sys.exit(f"error: decoder refit diverged (train loss {train_loss}) at step {global_step}; stopping the run")
             writer.add_scalar("losses/decoder_train", train_loss, global_step)
             writer.add_scalar("losses/decoder_val", val_loss, global_step)
+            # the next stage starts from pi_theta = N(0, I): the composed policy is the distribution just learned
+            agent.reset_to_prior()
+            report = refit_report(old_policy, (agent, decoder), data_obs[held_out[:1024]], eval_envs, args.seed + 10_000)
+            for name, value in report.items():
+                writer.add_scalar(f"refit/{name}", value, global_step)
             print(
                 f"stage {stage} done: decoder refit on {len(data_obs):,} (s, a) pairs ({num_data_envs} "
                 f"env{'s' if num_data_envs > 1 else ''} x {decoder_data_steps // num_data_envs} steps from reset), "
-                f"train loss {train_loss:.4f}, val loss {val_loss:.4f} ({time.time() - refit_start:.0f} s)",
+                f"train loss {train_loss:.4f}, val loss {val_loss:.4f} ({time.time() - refit_start:.0f} s)\n"
+                f"refit check: {refit_summary(report)}",
                 flush=True,
             )
-            # the next stage starts from pi_theta = N(0, I): the composed policy is the distribution just learned
-            agent.reset_to_prior()
             if args.reset_critic:
                 agent.critic = Agent(obs_dim, action_dim, args.actor_hidden, args.critic_hidden, args.activation).critic.to(
                     device

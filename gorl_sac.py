@@ -372,8 +372,8 @@ DECODERS = {"flow": FlowDecoder, "diffusion": DiffusionDecoder}
 
 def fit_decoder(decoder, obs, actions, epochs, batch_size, lr, noise_draws, patience, val_fraction=0.1):
     """Refit the decoder on (s, pre-squash action) pairs, noise from the fixed N(0, I) prior (never the latent
-    policy's own z: the paper's Fig. 4a shows that collapses). Keeps the best-validation weights;
-    returns (last train loss, best validation loss), the latter infinite if the refit never produced a finite loss."""
+    policy's own z: the paper's Fig. 4a shows that collapses). Keeps the best-validation weights; returns (last train
+    loss, best validation loss, the held-out indices), the loss infinite if the refit never produced a finite one."""
     decoder.obs_rms.mean.copy_(obs.mean(0))
     decoder.obs_rms.var.copy_(obs.var(0, unbiased=False))
     perm = torch.randperm(len(obs))
@@ -399,7 +399,7 @@ def fit_decoder(decoder, obs, actions, epochs, batch_size, lr, noise_draws, pati
             if epochs_since_best >= patience:
                 break
     decoder.load_state_dict(best_state)
-    return loss.item(), best_val
+    return loss.item(), best_val, val
 
 
 @torch.no_grad()
@@ -620,19 +620,66 @@ def step_envs(envs: gym.vector.VectorEnv, rb: ReplayBuffer, writer: SummaryWrite
 
 
 @torch.no_grad()
-def evaluate(agent: Actor, decoder: FlowDecoder, envs: gym.vector.VectorEnv, seed: int) -> np.ndarray:
-    """Deterministic evaluation (eps = latent mean, deterministic flow): the return of the first episode of each env."""
+def evaluate(agent: Actor, decoder: FlowDecoder, envs: gym.vector.VectorEnv, seed: int, stochastic=False) -> np.ndarray:
+    """Deterministic evaluation (eps = latent mean, deterministic flow; stochastic: eps sampled): the return of the first
+    episode of each env."""
     low, high, device = envs.single_action_space.low, envs.single_action_space.high, next(agent.parameters()).device
     obs, _ = envs.reset(seed=seed)
     returns = np.zeros(envs.num_envs)
     running = np.ones(envs.num_envs, dtype=bool)
     while running.any():
         obs_tensor = torch.from_numpy(obs).to(device)
-        z = decoder(obs_tensor, agent.get_mean(obs_tensor))
+        z = decoder(obs_tensor, agent.get_action(obs_tensor)[0] if stochastic else agent.get_mean(obs_tensor))
         obs, reward, terminations, truncations, _ = envs.step(squash_to_bounds(z.cpu().numpy(), low, high))
         returns += reward * running
         running &= ~(terminations | truncations)
     return returns
+
+
+@torch.no_grad()
+def refit_report(old: tuple, new: tuple, obs: torch.Tensor, eval_envs, seed: int, draws: int = 128) -> dict:
+    """How faithfully a refit hands the next stage the policy its data came from: the composed policy before it
+    (old = (latent policy, decoder)) against the one after (new: the new decoder, the latent policy reset to N(0, I)).
+    On states held out of the refit data, in the normalised action space tanh(x_0), where saturation counts as it acts:
+    deterministic_error, the RMS of g_new(s, mu_new(s)) - g_old(s, mu_old(s)); std_ratio_*, per action dimension the
+    new policy's action std over the old's (each averaged over states); sliced_wasserstein, W1 between the two action
+    samples at a state, averaged over 16 random directions and the states. Then both policies' returns on the same
+    evaluation episodes, deterministic and stochastic. Both sample with the same noise, so a refit that changes nothing
+    reads exactly 0, 1, 0 and equal returns; the noise is the report's own, so training goes on as without it."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        noise = torch.randn(draws, *obs.shape[:1], eval_envs.single_action_space.shape[0], device=obs.device)
+
+        def actions(agent, decoder):
+            mean, log_std = agent(obs)
+            samples = decoder(obs.repeat(draws, 1), (mean + log_std.exp() * noise).flatten(0, 1))
+            return torch.tanh(decoder(obs, mean)), torch.tanh(samples).view_as(noise)
+
+        (old_mode, old_samples), (new_mode, new_samples) = actions(*old), actions(*new)
+        std_ratio = new_samples.std(0).mean(0) / old_samples.std(0).mean(0).clamp(min=1e-8)
+        directions = nn.functional.normalize(torch.randn(noise.shape[-1], 16, device=obs.device), dim=0)
+        sorted_old, sorted_new = (torch.sort(samples @ directions, dim=0).values for samples in (old_samples, new_samples))
+        report = {
+            "deterministic_error": ((new_mode - old_mode) ** 2).mean().sqrt().item(),
+            "std_ratio_min": std_ratio.min().item(),
+            "std_ratio_mean": std_ratio.mean().item(),
+            "std_ratio_max": std_ratio.max().item(),
+            "sliced_wasserstein": (sorted_new - sorted_old).abs().mean().item(),
+        }
+        for name, policy in (("old", old), ("new", new)):
+            for mode in ("deterministic", "stochastic"):
+                torch.manual_seed(seed)  # the same episodes and latent draws for both policies
+                report[f"{name}_return_{mode}"] = evaluate(*policy, eval_envs, seed, mode == "stochastic").mean().item()
+    return report
+
+
+def refit_summary(report: dict) -> str:
+    return (
+        f"deterministic action error {report['deterministic_error']:.3f}, action std ratio {report['std_ratio_min']:.2f}-"
+        f"{report['std_ratio_max']:.2f}, sliced W1 {report['sliced_wasserstein']:.3f}; return before -> after: "
+        f"deterministic {report['old_return_deterministic']:.1f} -> {report['new_return_deterministic']:.1f}, "
+        f"stochastic {report['old_return_stochastic']:.1f} -> {report['new_return_stochastic']:.1f}"
+    )
 
 
 def plan_stages(total_timesteps: int, args: Args) -> tuple:
@@ -1053,10 +1100,11 @@ if __name__ == "__main__":
                     envs, rb, writer, obs, z.cpu().numpy(), actions.cpu().numpy(), global_step, actor.obs_rms
                 )
                 recent_returns += episode_returns
+            old_policy, data_obs = (copy.deepcopy(actor), copy.deepcopy(decoder)), torch.cat(data_obs)
             # targets are pre-squash actions, clipped as in the paper's code: tanh(3) is already 0.995 of the bound
-            train_loss, val_loss = fit_decoder(
+            train_loss, val_loss, held_out = fit_decoder(
                 decoder,
-                torch.cat(data_obs),
+                data_obs,
                 torch.cat(data_actions).clamp(-3.0, 3.0),
                 args.decoder_epochs,
                 args.decoder_batch_size,
@@ -1085,6 +1133,9 @@ if __name__ == "__main__":
 
             # the next stage starts from pi_theta = N(0, I): the composed policy is the distribution just learned
             actor.reset_to_prior()
+            report = refit_report(old_policy, (actor, decoder), data_obs[held_out[:1024]], eval_envs, args.seed + 10_000)
+            for name, value in report.items():
+                writer.add_scalar(f"refit/{name}", value, global_step)
             actor_optimizer = optim.Adam(actor.parameters(), lr=args.policy_lr, fused=True)
             for _ in range(args.critic_refresh_steps):
                 q_values, qf_losses, qf_loss = update_critics(
@@ -1092,11 +1143,11 @@ if __name__ == "__main__":
                 )
                 soft_update(q_target_params, q_params, args.tau)
             print(
-                f"stage {stage} done: decoder refit on {len(data_obs) * args.num_envs:,} (s, a) pairs, "
+                f"stage {stage} done: decoder refit on {len(data_obs):,} (s, a) pairs, "
                 f"train loss {train_loss:.4f}, val loss {val_loss:.4f}; {rb.count:,} transitions relabelled "
                 f"(round-trip error mean {round_trip.mean():.4f}, max {round_trip.max():.4f}), {args.critic_refresh_steps:,} "
                 "critic refresh steps "
-                f"({time.time() - refit_start:.0f} s)",
+                f"({time.time() - refit_start:.0f} s)\nrefit check: {refit_summary(report)}",
                 flush=True,
             )
             stage += 1

@@ -1,18 +1,27 @@
-"""Does a refit decoder reproduce the policy it was fit on? An offline check on a gorl_sac.py training state.
+"""Does a refit hand the next stage the policy it was fit on? Offline refits on a GoRL training state (--checkpoint-every).
 
-A stage's composed policy right after a refit is the decoder fed the prior: a = g_phi(s, z), z ~ N(0, I). If the
-decoder is faithful it behaves like the stage-0 policy whose (s, a) pairs it was fit on. This loads a training state
-(--checkpoint-every) of a run past its first refit, refits fresh decoders on slices of its replay buffer (their
-stored pre-squash actions; a slice [a, b) is the transitions a to b-1 in the order they were collected, so on one env
-without action repeat the index is the env step) and reports each decoder's return on the evaluation episodes, z = 0
-(the deterministic evaluation) and z ~ N(0, I), next to the run's own decoder.
+gorl_ppo.py: the state's latent policy (the stage's best, as the script picks it, or its last) and decoder collect
+fresh decoder data as the script would at the stage's end; decoders are refit on it with the variants asked for, and
+each is compared with the policy it was fit on by the scripts' own refit report (action error, std ratio, sliced W1,
+returns before and after on the same episodes). --collect latent collects with an identity decoder instead, what
+`--fresh-decoder` did before the fix of 2026-12-03 (the fresh decoder was built before the data was collected).
+
+    python benchmark/refit_check.py runs/WalkerWalk__gorl_ppo_paper__1__<time>/training_state.pt --collect composed latent
+
+gorl_sac.py: decoders are refit on slices of the state's replay buffer (their stored pre-squash actions; a slice
+[a, b) is the transitions a to b-1 in the order they were collected, so on one env without action repeat the index is
+the env step) and run on the evaluation episodes with z = 0 (the deterministic evaluation) and z ~ N(0, I) (the
+composed policy the next stage starts from), next to the run's own decoder.
 
     python benchmark/refit_check.py runs/HopperStand__gorl_sac__1__<time>/training_state.pt \\
         --slices 490000:500000 440000:500000 --hidden 64 256
 """
 
 import argparse
+import copy
+import gzip
 import os
+import pickle
 import sys
 import time
 
@@ -20,6 +29,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import gorl_ppo
 import gorl_sac
 
 
@@ -47,20 +57,67 @@ def returns(decoder, envs, latent: str, seed: int) -> np.ndarray:
     return total
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("state", help="a gorl_sac.py training_state.pt")
-    p.add_argument("--slices", nargs="+", type=slice_arg, required=True, help="replay-buffer slices START:STOP to refit on")
-    p.add_argument("--hidden", nargs="+", type=int, default=[64], help="decoder widths to try (the script's is 64)")
-    p.add_argument("--episodes", type=int, default=10, help="evaluation episodes (the run's eval seeds)")
-    p.add_argument("--success", type=float, default=500.0, help="an episode counts as a success above this return")
-    args = p.parse_args(argv)
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    try:
-        state = gorl_sac.load_training_state(args.state)
-    except ValueError as err:  # its message is worded for the scripts' --resume
-        sys.exit(f"error: {str(err).removeprefix('--resume ')}")
+def rebuilt(network, make):
+    """The network as today's class of the script (a training state pickles its classes by value, as they were)."""
+    fresh = make()
+    fresh.load_state_dict(network.state_dict())
+    return fresh
+
+
+def check_ppo(state: dict, args):
+    run_args, variables = gorl_ppo.Args(**state["args"]), state["variables"]
+    obs_dim, action_dim = variables["envs"].single_observation_space.shape[0], variables["envs"].single_action_space.shape[0]
+
+    def new_decoder(hidden=64):
+        return gorl_ppo.DECODERS[run_args.decoder](obs_dim, action_dim, run_args.flow_steps, hidden=hidden)
+
+    agent = rebuilt(
+        variables["agent"],
+        lambda: gorl_ppo.Agent(obs_dim, action_dim, run_args.actor_hidden, run_args.critic_hidden, run_args.activation),
+    )
+    if args.policy == "best" and variables["stage_best_state"] is not None:
+        agent.load_state_dict(variables["stage_best_state"])
+    decoder = rebuilt(variables["decoder"], new_decoder)
+    reset = copy.deepcopy(agent)
+    reset.reset_to_prior()
+    pairs = args.pairs or gorl_ppo.plan_stages(run_args.total_timesteps, run_args)[1]
+    gym_id, seed = gorl_ppo.resolve_env_id(run_args.env_id), run_args.seed + 10_000  # the run's evaluation seeds
+    eval_envs = gorl_ppo.make_vector_env(gym_id, args.episodes, seed)
+    best = f"{variables['stage_best_eval']:.1f}" if variables["stage_best_state"] is not None else "none yet"
+    print(
+        f"stage {variables['stage']}, step {variables['global_step']:,}, the stage's best eval {best}; policy: {args.policy}"
+    )
+    num_envs = gorl_ppo.decoder_data_envs(pairs, variables["longest_episode"], run_args.num_envs)
+    for collect in args.collect:
+        collector = decoder if collect == "composed" else new_decoder()  # a new decoder is the identity
+        data_envs = gorl_ppo.make_vector_env(gym_id, num_envs, run_args.seed + 20_000)
+        start = time.time()
+        torch.manual_seed(0)
+        obs, actions, data_returns = gorl_ppo.collect_decoder_data(agent, collector, data_envs, pairs // num_envs, seed=0)
+        data_envs.close()
+        episodes = (
+            f"{len(data_returns)} episodes ended, mean return {np.mean(data_returns):.1f}"
+            if data_returns
+            else "no episode ended"
+        )
+        print(f"collected by the {collect} policy: {len(obs):,} pairs, {episodes} ({time.time() - start:.0f} s)", flush=True)
+        for hidden in args.hidden:
+            for lr in args.lr or [run_args.decoder_lr]:
+                fresh = run_args.fresh_decoder or hidden != 64
+                refit = new_decoder(hidden) if fresh else copy.deepcopy(decoder)
+                start = time.time()
+                torch.manual_seed(0)
+                train_loss, val_loss, held_out = gorl_ppo.fit_decoder(
+                    refit, obs, actions.clamp(-3.0, 3.0), args.epochs or run_args.decoder_epochs,
+                    run_args.decoder_batch_size, lr, run_args.decoder_noise_draws, run_args.decoder_patience,
+                )  # fmt: skip
+                fit_seconds = time.time() - start
+                report = gorl_ppo.refit_report((agent, decoder), (reset, refit), obs[held_out[:1024]], eval_envs, seed)
+                print(f"  {collect} data, {'fresh' if fresh else 'warm'} 4x{hidden} decoder, lr {lr:g}: val loss "
+                      f"{val_loss:.4f} ({fit_seconds:.0f} s); {gorl_ppo.refit_summary(report)}", flush=True)  # fmt: skip
+
+
+def check_sac(state: dict, args):
     run_args, variables = state["args"], state["variables"]
     buffer = variables["rb"]
     for part in args.slices:
@@ -82,13 +139,57 @@ def main(argv=None):
         for hidden in args.hidden:
             decoder = gorl_sac.DECODERS[run_args["decoder"]](obs.shape[1], x0.shape[1], run_args["flow_steps"], hidden=hidden)
             start = time.time()
-            train_loss, val_loss = gorl_sac.fit_decoder(
+            train_loss, val_loss, _ = gorl_sac.fit_decoder(
                 decoder, obs[part], x0[part], run_args["decoder_epochs"], run_args["decoder_batch_size"],
                 run_args["decoder_lr"], run_args["decoder_noise_draws"], run_args["decoder_patience"],
             )  # fmt: skip
             print(f"refit on {part.start:,}:{part.stop:,}, hidden {hidden}: train loss {train_loss:.3f}, val loss "
                   f"{val_loss:.3f} ({time.time() - start:.0f} s)")  # fmt: skip
             report(f"  {part.stop - part.start:,} pairs, hidden {hidden}", decoder)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("state", help="a gorl_ppo.py or gorl_sac.py training_state.pt")
+    p.add_argument("--hidden", nargs="+", type=int, default=[64], help="decoder widths to try (the scripts' is 64)")
+    p.add_argument("--episodes", type=int, default=10, help="evaluation episodes (the run's eval seeds)")
+    ppo = p.add_argument_group("gorl_ppo.py states")
+    ppo.add_argument(
+        "--policy",
+        choices=["best", "last"],
+        default="best",
+        help="the stage's best-evaluated policy, as the script refits, or its last",
+    )
+    ppo.add_argument(
+        "--collect",
+        nargs="+",
+        choices=["composed", "latent"],
+        default=["composed"],
+        help="who collects: the composed policy (latent policy and decoder), or the latent policy decoded by the identity",
+    )
+    ppo.add_argument("--pairs", type=int, help="env steps of decoder data (default: the run's)")
+    ppo.add_argument("--lr", nargs="+", type=float, help="decoder learning rates to try (default: the run's)")
+    ppo.add_argument("--epochs", type=int, help="maximum refit epochs (default: the run's)")
+    sac = p.add_argument_group("gorl_sac.py states")
+    sac.add_argument("--slices", nargs="+", type=slice_arg, help="replay-buffer slices START:STOP to refit on")
+    sac.add_argument("--success", type=float, default=500.0, help="an episode counts as a success above this return")
+    args = p.parse_args(argv)  # fmt: skip
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    try:
+        with gzip.open(args.state, "rb") as f:
+            state = pickle.load(f)
+        script = state["script"]
+    except Exception as err:  # not a gzip file, a truncated one, a pickle of something else: one line
+        sys.exit(f"error: {args.state} cannot be read as a training-state checkpoint: {err}")
+    if script == "gorl_ppo.py":
+        check_ppo(state, args)
+    elif script == "gorl_sac.py":
+        if not args.slices:
+            sys.exit("error: a gorl_sac.py state needs --slices START:STOP of its replay buffer to refit on")
+        check_sac(state, args)
+    else:
+        sys.exit(f"error: {args.state} was saved by {script}; refit_check reads gorl_ppo.py and gorl_sac.py states")
 
 
 if __name__ == "__main__":

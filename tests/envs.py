@@ -5,6 +5,8 @@ NanRewardPendulum-v0: a Pendulum whose rewards are NaN. The scripts must stop wi
 non-finite loss rather than train on garbage.
 Clock-v0: episodes of exactly 40 steps whose observation is the step's index in the episode, so that a test can read
 off which phases of an episode some data covers.
+Target-v0: 20 steps of random observations in [-1, 1]^3; the reward is minus the squared distance of the 2-d action
+from TARGET, so a policy's return says how close its actions are to that point.
 """
 
 import gymnasium as gym
@@ -35,7 +37,23 @@ class Clock(gym.Env):
         return np.full(1, self.t, dtype=np.float32), 0.0, False, False, {}
 
 
+class Target(gym.Env):
+    TARGET = np.tanh([0.5, -0.3])
+
+    def __init__(self):
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, (3,), dtype=np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return self.np_random.uniform(-1, 1, 3).astype(np.float32), {}
+
+    def step(self, action):
+        reward = -float(np.sum((np.asarray(action) - self.TARGET) ** 2))
+        return self.np_random.uniform(-1, 1, 3).astype(np.float32), reward, False, False, {}
+
+
 # no env checker: its warning about the NaN reward would come before the script's own line
-for name, max_episode_steps in [("NanRewardPendulum", 200), ("Clock", 40)]:
+for name, max_episode_steps in [("NanRewardPendulum", 200), ("Clock", 40), ("Target", 20)]:
     if f"{name}-v0" not in gym.registry:
         gym.register(f"{name}-v0", f"tests.envs:{name}", max_episode_steps=max_episode_steps, disable_env_checker=True)

@@ -44,7 +44,9 @@ def test_decoder_learns_a_bimodal_conditional_distribution_that_a_gaussian_canno
     torch.manual_seed(0)
     obs, actions = two_mode_dataset(4000, noise=0.02)
     decoder = gorl_ppo.DECODERS[kind](obs_dim=2, action_dim=1, flow_steps=10)
-    _, val_loss = gorl_ppo.fit_decoder(decoder, obs, actions, epochs=60, batch_size=1024, lr=3e-3, noise_draws=8, patience=60)
+    _, val_loss, _ = gorl_ppo.fit_decoder(
+        decoder, obs, actions, epochs=60, batch_size=1024, lr=3e-3, noise_draws=8, patience=60
+    )
     assert np.isfinite(val_loss)
 
     state = torch.tensor([[0.5, -0.2]])

@@ -344,7 +344,9 @@ def test_relabelled_latents_decode_back_to_the_stored_actions(kind):
     torch.manual_seed(0)
     obs, actions = two_mode_dataset(2000, noise=0.05)
     decoder = gorl_sac.DECODERS[kind](obs_dim=2, action_dim=1, flow_steps=10)
-    _, val_loss = gorl_sac.fit_decoder(decoder, obs, actions, epochs=20, batch_size=1024, lr=3e-3, noise_draws=8, patience=20)
+    _, val_loss, _ = gorl_sac.fit_decoder(
+        decoder, obs, actions, epochs=20, batch_size=1024, lr=3e-3, noise_draws=8, patience=20
+    )
     assert np.isfinite(val_loss)
     with torch.no_grad():
         assert (decoder(obs, torch.zeros_like(actions)) - 0.0).abs().max() > 0.05  # far from the identity now

@@ -440,3 +440,21 @@ def test_sps_rate_after_counts_only_the_steps_past_the_warm_up():
     assert rate_after(points, 2000) == pytest.approx(100, rel=0.02)
     with pytest.raises(SystemExit, match="fewer than 2"):
         rate_after(points, 4000)
+
+
+def test_time_to_return_gives_the_steps_and_training_time_of_the_first_evaluation_at_each_return(tmp_path, capsys):
+    from torch.utils.tensorboard import SummaryWriter
+
+    from benchmark.time_to_return import main
+
+    run_dir = str(tmp_path / "Task__gorl_ppo__1__0")
+    writer = SummaryWriter(run_dir)
+    for step, value in [(0, 10.0), (1_000_000, 350.0), (2_000_000, 420.0), (3_000_000, 390.0), (4_000_000, 810.0)]:
+        writer.add_scalar("eval/episodic_return", value, step)
+    for step in range(500_000, 4_500_001, 500_000):  # 1,000 SPS, then 2,000 from 3M on
+        writer.add_scalar("charts/SPS", 1000 if step < 3_000_000 else 2000, step)
+    writer.close()
+    assert main([run_dir, "--returns", "400", "800", "900"]) == 0
+    table = capsys.readouterr().out
+    # 400 first at 2M (2,000 s at 1,000 SPS = 33 min), 800 at 4M (4M / 2,000 SPS = 33 min), 900 never
+    assert table.splitlines()[2] == "| `Task__gorl_ppo__1__0` | 810.0 | 4,500,000 | 2.00M, 33 | 4.00M, 33 | not reached |"

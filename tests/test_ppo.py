@@ -96,7 +96,8 @@ def test_decoder_fit_on_gaussian_actions_at_one_state_is_affine():
     with torch.no_grad():
         decoded = decoder(torch.zeros(101, 1), z.unsqueeze(1)).squeeze(1).numpy()
     slope, intercept = np.polyfit(z.numpy(), decoded, 1)
-    assert abs(intercept - 0.7) < 0.03 and 0.2 < slope < 0.35, (intercept, slope)  # 10 Euler steps shrink s a little
+    # the midpoint rule keeps s (the paper's 10 Euler steps shrank it to 0.25 here: README, refit fidelity)
+    assert abs(intercept - 0.7) < 0.03 and 0.27 < slope < 0.32, (intercept, slope)
     # straight: the worst deviation from the line is a small fraction of the decoded range (5 std wide)
     assert np.abs(decoded - (intercept + slope * z.numpy())).max() < 0.05 * 5 * slope
 

@@ -105,10 +105,6 @@ class Args:
     against value overestimation; off: on HopperStand to 403k env steps it was at most a little ahead (README)"""
     hidden_size: int = 256
     """width of both hidden layers of the actor and of each critic (CleanRL's and the paper's SAC: 256)"""
-    normalize_obs: bool = False
-    """standardise the observations that the actor and critics see with running statistics of every observation so far
-    (clipped to +-10, saved with the model); off: on HopperStand it had not learned by 300k env steps, where raw
-    observations had reached 290, and its critic loss spiked (README)"""
 
     # to be filled in runtime
     num_iterations: int = 0
@@ -216,35 +212,7 @@ def squash_to_bounds(z: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.nda
     return low + 0.5 * (np.tanh(z) + 1.0) * (high - low)
 
 
-# By default the networks see raw observations, as in CleanRL's SAC. --normalize-obs standardises them when a network
-# reads them, never when they are stored: the replay buffer keeps raw observations, so old data is always read with
-# the current statistics (a buffer of normalised ones would hold each at the statistics of its day).
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
-
-
-class RunningMeanStd(nn.Module):
-    """Running mean and variance of observations, kept as buffers so that they are saved with the model."""
-
-    def __init__(self, shape: int, clip: float = 10.0):
-        super().__init__()
-        self.clip = clip
-        self.register_buffer("mean", torch.zeros(shape))
-        self.register_buffer("var", torch.ones(shape))
-        self.register_buffer("count", torch.tensor(1e-4, dtype=torch.float64))
-
-    @torch.no_grad()
-    def update(self, x: torch.Tensor):
-        """Merge the statistics of a batch (parallel algorithm of Chan et al.)."""
-        batch_mean, batch_var, batch_count = x.mean(0), x.var(0, unbiased=False), x.shape[0]
-        delta = batch_mean - self.mean
-        total = self.count + batch_count
-        self.mean += delta * (batch_count / total).float()
-        m2 = self.var * self.count.float() + batch_var * batch_count + delta**2 * (self.count * batch_count / total).float()
-        self.var.copy_(m2 / total.float())
-        self.count.copy_(total)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.clamp((x - self.mean) / torch.sqrt(self.var + 1e-8), -self.clip, self.clip)
 
 
 class SoftQNetwork(nn.Module):
@@ -276,16 +244,14 @@ class SoftQNetwork(nn.Module):
 
 
 class Actor(nn.Module):
-    def __init__(self, obs_dim: int, action_dim: int, hidden: int = 256, normalize_obs: bool = False):
+    def __init__(self, obs_dim: int, action_dim: int, hidden: int = 256):
         super().__init__()
-        # the critics read observations through the actor's statistics too (update_critics); Identity: raw observations
-        self.obs_rms = RunningMeanStd(obs_dim) if normalize_obs else nn.Identity()
         self.trunk = nn.Sequential(nn.Linear(obs_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
         self.fc_mean = nn.Linear(hidden, action_dim)
         self.fc_logstd = nn.Linear(hidden, action_dim)
 
     def forward(self, obs: torch.Tensor):
-        h = self.trunk(self.obs_rms(obs))
+        h = self.trunk(obs)
         return self.fc_mean(h), torch.clamp(self.fc_logstd(h), LOG_STD_MIN, LOG_STD_MAX)
 
     def get_mean(self, obs: torch.Tensor) -> torch.Tensor:
@@ -353,9 +319,9 @@ def update_critics(qf: SoftQNetwork, qf_target: SoftQNetwork, q_optimizer, actor
     with torch.no_grad():
         _, next_actions, next_log_pi = actor.get_action(b_next_obs)
         next_q_target = soft_q_target(
-            b_rewards, b_terminations, qf_target(actor.obs_rms(b_next_obs), next_actions), next_log_pi, alpha, gamma
+            b_rewards, b_terminations, qf_target(b_next_obs, next_actions), next_log_pi, alpha, gamma
         )
-    q_values = qf(actor.obs_rms(b_obs), b_actions)
+    q_values = qf(b_obs, b_actions)
     qf_losses = ((q_values - next_q_target) ** 2).mean(1)  # one MSE per critic
     qf_loss = qf_losses.sum()
 
@@ -400,17 +366,15 @@ def log_episodes(writer: SummaryWriter, infos: dict, global_step: int) -> list:
     return [float(infos["episode"]["r"][i]) for i in finished]
 
 
-def step_envs(envs: gym.vector.VectorEnv, rb: ReplayBuffer, writer: SummaryWriter, obs, z, actions, global_step: int, obs_rms):
+def step_envs(envs: gym.vector.VectorEnv, rb: ReplayBuffer, writer: SummaryWriter, obs, z, actions, global_step: int):
     """One vector step with the pre-squash actions z, rescaled to the bounds. The transitions join the replay buffer with their
     squashed actions, which the critics take, the true last observation of a finished episode, and terminations only as the
     done flag (a truncated episode's last state is not terminal). Returns the next observations and the finished episodes'
-    returns. The new observations update obs_rms, the actor's statistics, if it keeps them."""
+    returns."""
     next_obs, rewards, terminations, truncations, infos = envs.step(
         squash_to_bounds(z, envs.single_action_space.low, envs.single_action_space.high)
     )
     rb.add(obs, real_next_obs(next_obs, terminations, truncations, infos), actions, rewards, terminations)
-    if isinstance(obs_rms, RunningMeanStd):  # --normalize-obs
-        obs_rms.update(torch.from_numpy(next_obs).to(obs_rms.mean.device))
     return next_obs, log_episodes(writer, infos, global_step)
 
 
@@ -481,6 +445,20 @@ def save_checkpoint(path: str, args: Args, actor: Actor, qf: SoftQNetwork):
     )
 
 
+# flags that were measured and dropped; checkpoints saved before carry them, off unless the run turned them on
+DROPPED_FLAGS = ("normalize_obs",)
+
+
+def saved_run_args(saved: dict, source: str) -> dict:
+    """A checkpoint's args less the dropped flags; a run that turned one on cannot be continued or evaluated without it."""
+    for name in DROPPED_FLAGS:
+        if saved.get(name):
+            raise ValueError(
+                f"{source} comes from a run with --{name.replace('_', '-')}, which {os.path.basename(__file__)} no longer has"
+            )
+    return {name: value for name, value in saved.items() if name not in DROPPED_FLAGS}
+
+
 def load_checkpoint(path: str, num_episodes: int):
     """Returns (args, actor, envs): the saved run's args, its actor, and num_episodes envs to evaluate it on."""
     script = os.path.basename(__file__)
@@ -491,12 +469,13 @@ def load_checkpoint(path: str, num_episodes: int):
     saved_by = checkpoint.get("script", script) if isinstance(checkpoint, dict) else "no script of this project"
     if saved_by != script:
         raise ValueError(f"--eval-checkpoint {path} was saved by {saved_by}, not {script}: evaluate it with that script")
-    saved_args = Args(**{"action_repeat": 1, **checkpoint["args"]})  # checkpoints from before --action-repeat used 1
+    # checkpoints from before --action-repeat used 1
+    saved_args = Args(**{"action_repeat": 1, **saved_run_args(checkpoint["args"], f"--eval-checkpoint {path}")})
     envs = make_vector_env(
         resolve_env_id(saved_args.env_id), num_episodes, saved_args.seed + 10_000, action_repeat=saved_args.action_repeat
     )
     obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
-    actor = Actor(obs_dim, action_dim, hidden=saved_args.hidden_size, normalize_obs=saved_args.normalize_obs)
+    actor = Actor(obs_dim, action_dim, hidden=saved_args.hidden_size)
     actor.load_state_dict(checkpoint["actor"])
     return saved_args, actor, envs
 
@@ -585,7 +564,7 @@ def resumed_args(args: Args, state: dict) -> Args:
     if given:
         flags = ", ".join(f"--{name.replace('_', '-')}" for name in given)
         raise ValueError(f"--resume continues the saved run with its own flags; drop {flags}")
-    return Args(**{**state["args"], "resume": args.resume})
+    return Args(**{**saved_run_args(state["args"], f"--resume {args.resume}"), "resume": args.resume})
 
 
 if __name__ == "__main__":
@@ -637,7 +616,7 @@ if __name__ == "__main__":
 
     obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
 
-    actor = Actor(obs_dim, action_dim, hidden=args.hidden_size, normalize_obs=args.normalize_obs).to(device)
+    actor = Actor(obs_dim, action_dim, hidden=args.hidden_size).to(device)
     qf = SoftQNetwork(obs_dim, action_dim, hidden=args.hidden_size, layer_norm=args.critic_layer_norm).to(device)
     qf_target = copy.deepcopy(qf).requires_grad_(False)
     q_params, q_target_params = list(qf.parameters()), list(qf_target.parameters())
@@ -711,9 +690,7 @@ if __name__ == "__main__":
 
         # TRY NOT TO MODIFY: execute the game, log data and save it to the replay buffer.
         global_step += args.num_envs * args.action_repeat
-        obs, episode_returns = step_envs(
-            envs, rb, writer, obs, z.cpu().numpy(), actions.cpu().numpy(), global_step, actor.obs_rms
-        )
+        obs, episode_returns = step_envs(envs, rb, writer, obs, z.cpu().numpy(), actions.cpu().numpy(), global_step)
         recent_returns += episode_returns
 
         # ALGO LOGIC: training.
@@ -727,7 +704,7 @@ if __name__ == "__main__":
                 if num_updates % args.policy_frequency == 0:
                     b_obs = batch[0]
                     _, pi_actions, log_pi = actor.get_action(b_obs)
-                    min_qf_pi = qf(actor.obs_rms(b_obs), pi_actions, detach_params=True).min(0).values
+                    min_qf_pi = qf(b_obs, pi_actions, detach_params=True).min(0).values
                     actor_loss = (alpha * log_pi - min_qf_pi).mean()
                     # the temperature's loss, on the same sample: alpha grows while the entropy is below its target
                     alpha_loss = (-log_alpha.exp() * (log_pi.detach() + target_entropy)).mean()

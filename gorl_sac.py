@@ -109,10 +109,6 @@ class Args:
     against value overestimation; off: on HopperStand to 403k env steps it was at most a little ahead (README)"""
     hidden_size: int = 256
     """width of both hidden layers of the actor and of each critic (CleanRL's and the paper's SAC: 256)"""
-    normalize_obs: bool = False
-    """standardise the observations that the actor and critics see with running statistics of every observation so far
-    (clipped to +-10, saved with the model); off: on HopperStand it had not learned by 300k env steps, where raw
-    observations had reached 290, and its critic loss spiked (README)"""
 
     # GoRL arguments
     num_stages: int = 3
@@ -247,9 +243,6 @@ def squash_to_bounds(z: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.nda
     return low + 0.5 * (np.tanh(z) + 1.0) * (high - low)
 
 
-# By default the networks see raw observations, as in CleanRL's SAC. --normalize-obs standardises them when a network
-# reads them, never when they are stored: the replay buffer keeps raw observations, so old data is always read with
-# the current statistics (a buffer of normalised ones would hold each at the statistics of its day).
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
 
@@ -484,16 +477,14 @@ class SoftQNetwork(nn.Module):
 
 
 class Actor(nn.Module):
-    def __init__(self, obs_dim: int, action_dim: int, hidden: int = 256, normalize_obs: bool = False):
+    def __init__(self, obs_dim: int, action_dim: int, hidden: int = 256):
         super().__init__()
-        # the critics read observations through the actor's statistics too (update_critics); Identity: raw observations
-        self.obs_rms = RunningMeanStd(obs_dim) if normalize_obs else nn.Identity()
         self.trunk = nn.Sequential(nn.Linear(obs_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
         self.fc_mean = nn.Linear(hidden, action_dim)
         self.fc_logstd = nn.Linear(hidden, action_dim)
 
     def forward(self, obs: torch.Tensor):
-        h = self.trunk(self.obs_rms(obs))
+        h = self.trunk(obs)
         return self.fc_mean(h), torch.clamp(self.fc_logstd(h), LOG_STD_MIN, LOG_STD_MAX)
 
     def get_mean(self, obs: torch.Tensor) -> torch.Tensor:
@@ -568,10 +559,8 @@ def update_critics(qf: SoftQNetwork, qf_target: SoftQNetwork, q_optimizer, actor
     b_obs, b_next_obs, b_actions, b_rewards, b_terminations = batch
     with torch.no_grad():
         next_actions, next_kl = actor.get_action(b_next_obs)
-        next_q_target = soft_q_target(
-            b_rewards, b_terminations, qf_target(actor.obs_rms(b_next_obs), next_actions), next_kl, alpha, gamma
-        )
-    q_values = qf(actor.obs_rms(b_obs), b_actions)
+        next_q_target = soft_q_target(b_rewards, b_terminations, qf_target(b_next_obs, next_actions), next_kl, alpha, gamma)
+    q_values = qf(b_obs, b_actions)
     qf_losses = ((q_values - next_q_target) ** 2).mean(1)  # one MSE per critic
     qf_loss = qf_losses.sum()
 
@@ -616,17 +605,15 @@ def log_episodes(writer: SummaryWriter, infos: dict, global_step: int) -> list:
     return [float(infos["episode"]["r"][i]) for i in finished]
 
 
-def step_envs(envs: gym.vector.VectorEnv, rb: ReplayBuffer, writer: SummaryWriter, obs, z, actions, global_step: int, obs_rms):
+def step_envs(envs: gym.vector.VectorEnv, rb: ReplayBuffer, writer: SummaryWriter, obs, z, actions, global_step: int):
     """One vector step with the pre-squash actions z, rescaled to the bounds. The transitions join the replay buffer with the
     latents the critics take and z itself, kept for relabelling, the true last observation of a finished episode, and
     terminations only as the done flag (a truncated episode's last state is not terminal). Returns the next observations and
-    the finished episodes' returns. The new observations update obs_rms, the actor's statistics, if it keeps them."""
+    the finished episodes' returns."""
     next_obs, rewards, terminations, truncations, infos = envs.step(
         squash_to_bounds(z, envs.single_action_space.low, envs.single_action_space.high)
     )
     rb.add(obs, real_next_obs(next_obs, terminations, truncations, infos), actions, rewards, terminations, z)
-    if isinstance(obs_rms, RunningMeanStd):  # --normalize-obs
-        obs_rms.update(torch.from_numpy(next_obs).to(obs_rms.mean.device))
     return next_obs, log_episodes(writer, infos, global_step)
 
 
@@ -788,6 +775,20 @@ def save_checkpoint(path: str, args: Args, actor: Actor, qf: SoftQNetwork, decod
     )
 
 
+# flags that were measured and dropped; checkpoints saved before carry them, off unless the run turned them on
+DROPPED_FLAGS = ("normalize_obs",)
+
+
+def saved_run_args(saved: dict, source: str) -> dict:
+    """A checkpoint's args less the dropped flags; a run that turned one on cannot be continued or evaluated without it."""
+    for name in DROPPED_FLAGS:
+        if saved.get(name):
+            raise ValueError(
+                f"{source} comes from a run with --{name.replace('_', '-')}, which {os.path.basename(__file__)} no longer has"
+            )
+    return {name: value for name, value in saved.items() if name not in DROPPED_FLAGS}
+
+
 def load_checkpoint(path: str, num_episodes: int):
     """Returns (args, actor, decoder, envs): the saved run's args, its networks, and num_episodes envs to evaluate on."""
     script = os.path.basename(__file__)
@@ -798,12 +799,13 @@ def load_checkpoint(path: str, num_episodes: int):
     saved_by = checkpoint.get("script", script) if isinstance(checkpoint, dict) else "no script of this project"
     if saved_by != script:
         raise ValueError(f"--eval-checkpoint {path} was saved by {saved_by}, not {script}: evaluate it with that script")
-    saved_args = Args(**{"action_repeat": 1, **checkpoint["args"]})  # checkpoints from before --action-repeat used 1
+    # checkpoints from before --action-repeat used 1
+    saved_args = Args(**{"action_repeat": 1, **saved_run_args(checkpoint["args"], f"--eval-checkpoint {path}")})
     envs = make_vector_env(
         resolve_env_id(saved_args.env_id), num_episodes, saved_args.seed + 10_000, action_repeat=saved_args.action_repeat
     )
     obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
-    actor = Actor(obs_dim, action_dim, hidden=saved_args.hidden_size, normalize_obs=saved_args.normalize_obs)
+    actor = Actor(obs_dim, action_dim, hidden=saved_args.hidden_size)
     actor.load_state_dict(checkpoint["actor"])
     decoder = DECODERS[saved_args.decoder](obs_dim, action_dim, saved_args.flow_steps)
     decoder.load_state_dict(checkpoint["decoder"])
@@ -894,7 +896,7 @@ def resumed_args(args: Args, state: dict) -> Args:
     if given:
         flags = ", ".join(f"--{name.replace('_', '-')}" for name in given)
         raise ValueError(f"--resume continues the saved run with its own flags; drop {flags}")
-    return Args(**{**state["args"], "resume": args.resume})
+    return Args(**{**saved_run_args(state["args"], f"--resume {args.resume}"), "resume": args.resume})
 
 
 if __name__ == "__main__":
@@ -948,7 +950,7 @@ if __name__ == "__main__":
 
     obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
 
-    actor = Actor(obs_dim, action_dim, hidden=args.hidden_size, normalize_obs=args.normalize_obs).to(device)
+    actor = Actor(obs_dim, action_dim, hidden=args.hidden_size).to(device)
     qf = SoftQNetwork(obs_dim, action_dim, hidden=args.hidden_size, layer_norm=args.critic_layer_norm).to(device)
     qf_target = copy.deepcopy(qf).requires_grad_(False)
     q_params, q_target_params = list(qf.parameters()), list(qf_target.parameters())
@@ -1026,9 +1028,7 @@ if __name__ == "__main__":
 
         # TRY NOT TO MODIFY: execute the game, log data and save it to the replay buffer.
         global_step += args.num_envs * args.action_repeat
-        obs, episode_returns = step_envs(
-            envs, rb, writer, obs, z.cpu().numpy(), actions.cpu().numpy(), global_step, actor.obs_rms
-        )
+        obs, episode_returns = step_envs(envs, rb, writer, obs, z.cpu().numpy(), actions.cpu().numpy(), global_step)
         recent_returns += episode_returns
 
         # ALGO LOGIC: training.
@@ -1042,7 +1042,7 @@ if __name__ == "__main__":
                 if num_updates % args.policy_frequency == 0:
                     b_obs = batch[0]
                     pi_actions, kl = actor.get_action(b_obs)
-                    min_qf_pi = qf(actor.obs_rms(b_obs), pi_actions, detach_params=True).min(0).values
+                    min_qf_pi = qf(b_obs, pi_actions, detach_params=True).min(0).values
                     actor_loss = (alpha * kl - min_qf_pi).mean()
                     # the coefficient's loss, on the same sample: alpha grows while the KL exceeds its target
                     alpha_loss = (-log_alpha.exp() * (kl.detach() - target_kl)).mean()
@@ -1107,9 +1107,7 @@ if __name__ == "__main__":
                     z = decoder(obs_tensor, actions)
                 data_obs.append(obs_tensor)
                 data_actions.append(z)
-                obs, episode_returns = step_envs(
-                    envs, rb, writer, obs, z.cpu().numpy(), actions.cpu().numpy(), global_step, actor.obs_rms
-                )
+                obs, episode_returns = step_envs(envs, rb, writer, obs, z.cpu().numpy(), actions.cpu().numpy(), global_step)
                 recent_returns += episode_returns
             old_policy, data_obs = (copy.deepcopy(actor), copy.deepcopy(decoder)), torch.cat(data_obs)
             # targets are pre-squash actions, clipped as in the paper's code: tanh(3) is already 0.995 of the bound

@@ -1,6 +1,6 @@
 """Tests of gaussian_sac.py and gorl_sac.py: their building blocks, their CLI, and short real runs."""
 
-import copy
+from types import SimpleNamespace
 
 import gymnasium as gym
 import numpy as np
@@ -257,50 +257,6 @@ def test_truncation_stores_true_last_observation_and_keeps_bootstrapping(module)
     torch.testing.assert_close(target, torch.from_numpy(rb.rewards[:2]) + 0.9)
 
 
-@pytest.mark.parametrize("module", [gaussian_sac, gorl_sac])
-def test_normalize_obs_keeps_raw_observations_in_replay_and_standardises_what_the_networks_read(module):
-    """--normalize-obs: every new observation updates the actor's statistics; the buffer stores raw observations; the
-    actor and both critics read them standardised with the statistics current at the update."""
-    torch.manual_seed(0)
-    envs = short_pendulum_vector_env(module, max_episode_steps=50)
-    actor = module.Actor(obs_dim=3, action_dim=1, normalize_obs=True)
-    rb = module.ReplayBuffer(size=64, obs_dim=3, action_dim=1, seed=0)
-    obs, _ = envs.reset(seed=0)
-    seen = []
-    for _ in range(30):
-        z = np.full((2, 1), 2.0, dtype=np.float32)  # a constant push: the velocity drifts far from the start's
-        obs, _ = module.step_envs(envs, rb, _NullWriter(), obs, z, z, 0, actor.obs_rms)
-        seen.append(obs)
-    envs.close()
-    seen = torch.from_numpy(np.concatenate(seen))
-    torch.testing.assert_close(actor.obs_rms.mean, seen.mean(0), atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(actor.obs_rms.var, seen.var(0, unbiased=False), atol=1e-3, rtol=1e-3)
-    np.testing.assert_array_equal(rb.next_obs[: rb.count], seen.numpy())  # no episode ended: next_obs is what was seen
-    assert np.abs(rb.obs[: rb.count, 2]).max() > 1.5  # raw angular velocities, not standardised ones
-    # the statistics are the model's: saved in the actor's state dict and restored with it
-    reloaded = module.Actor(obs_dim=3, action_dim=1, normalize_obs=True)
-    reloaded.load_state_dict(actor.state_dict())
-    batch_obs = torch.from_numpy(rb.obs[: rb.count])
-    torch.testing.assert_close(reloaded.get_mean(batch_obs), actor.get_mean(batch_obs))
-    plain = module.Actor(obs_dim=3, action_dim=1)
-    plain.load_state_dict({k: v for k, v in actor.state_dict().items() if not k.startswith("obs_rms.")})
-    standardised = (batch_obs - actor.obs_rms.mean) / torch.sqrt(actor.obs_rms.var + 1e-8)
-    torch.testing.assert_close(actor.get_mean(batch_obs), plain.get_mean(standardised))
-    # the critics' values in an update are those of the standardised observations
-    qf = module.SoftQNetwork(obs_dim=3, action_dim=1)
-    batch = rb.sample(16)
-    q_values = module.update_critics(qf, copy.deepcopy(qf), torch.optim.SGD(qf.parameters(), lr=0.0), actor, batch, 0.1, 0.99)[
-        0
-    ]
-    torch.testing.assert_close(q_values, qf(actor.obs_rms(batch[0]), batch[2]))
-    assert not torch.allclose(q_values, qf(batch[0], batch[2]))
-
-
-class _NullWriter:
-    def add_scalar(self, *args):
-        pass
-
-
 def test_termination_is_stored_as_done_with_its_final_observation():
     envs = gaussian_sac.make_vector_env(gaussian_sac.resolve_env_id("gorl_envs:BimodalBandit-v0"), 2, seed=0)
     envs.reset(seed=0)
@@ -440,19 +396,42 @@ def test_gaussian_sac_runs_on_dm_control_and_reloads(tmp_path):
     "script, extra",
     [("gaussian_sac.py", []), ("gorl_sac.py", ["--num-stages", "2", "--decoder-data-steps", "200", *FAST_GORL])],
 )
-def test_tuning_flags_run_and_the_model_keeps_its_observation_statistics(script, extra, tmp_path):
-    """--normalize-obs, --critic-layer-norm and --hidden-size through a whole run: the saved model carries the observation
-    statistics and the width of the run (so it acts again as in its last evaluation), and the run's logs stay finite."""
-    flags = ["--normalize-obs", "--critic-layer-norm", "--hidden-size", "64"]
+def test_tuning_flags_run_and_the_model_keeps_its_width(script, extra, tmp_path):
+    """--critic-layer-norm and --hidden-size through a whole run: the saved model carries the width of the run (so it
+    acts again as in its last evaluation), and the run's logs stay finite."""
+    flags = ["--critic-layer-norm", "--hidden-size", "64"]
     result = run_script(script, *CARTPOLE, *extra, *flags, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     scalars = read_scalars(only_run_dir(tmp_path))
     assert np.isfinite(values(scalars, "losses/qf1_values")).all()
     checkpoint = torch.load(check_reload(script, tmp_path, scalars["eval/episodic_return"][-1][1]), weights_only=False)
-    assert checkpoint["args"]["normalize_obs"] and checkpoint["args"]["critic_layer_norm"]
+    assert checkpoint["args"]["critic_layer_norm"]
     assert checkpoint["actor"]["trunk.0.weight"].shape == (64, 5) and checkpoint["qf"]["weights.1"].shape == (2, 64, 64)
-    assert checkpoint["actor"]["obs_rms.count"] > 750  # every observation of the run's 1500 env steps (action repeat 2)
-    assert not torch.allclose(checkpoint["actor"]["obs_rms.var"], torch.ones(5))
+
+
+@pytest.mark.parametrize("module", [gaussian_sac, gorl_sac])
+def test_checkpoints_from_before_a_flag_was_dropped_still_load(module, tmp_path):
+    """A checkpoint saved before a flag was dropped carries it in its args: off, it is ignored, and the model is evaluated
+    or the run resumed as before; on, the script refuses it in one line, as the run cannot go on without it."""
+    saved = {**vars(module.Args(env_id="Pendulum-v1")), **{name: False for name in module.DROPPED_FLAGS}}
+    networks = [module.Actor(obs_dim=3, action_dim=1), module.SoftQNetwork(obs_dim=3, action_dim=1)]
+    networks += [gorl_sac.DECODERS["flow"](3, 1, 10)] if module is gorl_sac else []
+    path = str(tmp_path / "model.pt")
+    module.save_checkpoint(path, SimpleNamespace(**saved), *networks)
+    loaded_args, loaded_actor, *_, envs = module.load_checkpoint(path, 1)
+    envs.close()
+    assert loaded_args.env_id == "Pendulum-v1"
+    for name, value in networks[0].state_dict().items():
+        torch.testing.assert_close(loaded_actor.state_dict()[name], value)
+    resumed = module.resumed_args(module.Args(resume="state.pt"), {"args": saved})
+    assert resumed.env_id == "Pendulum-v1" and resumed.resume == "state.pt"
+    for name in module.DROPPED_FLAGS:
+        module.save_checkpoint(path, SimpleNamespace(**{**saved, name: True}), *networks)
+        flag = f"--{name.replace('_', '-')}"
+        with pytest.raises(ValueError, match=f"^--eval-checkpoint {path} comes from a run with {flag}, which"):
+            module.load_checkpoint(path, 1)
+        with pytest.raises(ValueError, match=f"^--resume state.pt comes from a run with {flag}, which"):
+            module.resumed_args(module.Args(resume="state.pt"), {"args": {**saved, name: True}})
 
 
 def test_same_seed_same_run(tmp_path):

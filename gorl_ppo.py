@@ -138,8 +138,6 @@ class Args:
     """(eps, t) draws per (s, a) pair in the flow-matching loss"""
     decoder_patience: int = 10
     """stop a decoder refit after this many epochs without a better validation loss"""
-    reset_critic: bool = False
-    """re-initialise the critic at each stage start, as the paper's code does (kept by default: see README)"""
     stage_lr_restart: bool = True
     """each stage after the first restarts at --learning-rate and anneals (with --anneal-lr) to zero within itself;
     off: one run-wide schedule, so later stages start at a fraction of the rate. Stage 0 follows the run-wide one
@@ -1081,7 +1079,8 @@ if __name__ == "__main__":
                 sys.exit(f"error: decoder refit diverged (train loss {train_loss}) at step {global_step}; stopping the run")
             writer.add_scalar("losses/decoder_train", train_loss, global_step)
             writer.add_scalar("losses/decoder_val", val_loss, global_step)
-            # the next stage starts from pi_theta = N(0, I): the composed policy is the distribution just learned
+            # the next stage starts from pi_theta = N(0, I): the composed policy is the distribution just learned, so the
+            # critic, which was evaluating that policy, stays (re-initialising it measured worse: ppo_stage_lr.md)
             agent.reset_to_prior()
             report = refit_report(old_policy, (agent, decoder), data_obs[held_out[:1024]], eval_envs, args.seed + 10_000)
             for name, value in report.items():
@@ -1093,10 +1092,6 @@ if __name__ == "__main__":
                 f"refit check: {refit_summary(report)}",
                 flush=True,
             )
-            if args.reset_critic:
-                agent.critic = Agent(obs_dim, action_dim, args.actor_hidden, args.critic_hidden, args.activation).critic.to(
-                    device
-                )
             optimizer = optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
             clip_coef = args.clip_coef if args.later_clip_coef is None else args.later_clip_coef
             max_grad_norm = args.max_grad_norm if args.later_max_grad_norm is None else args.later_max_grad_norm

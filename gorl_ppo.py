@@ -138,10 +138,6 @@ class Args:
     """(eps, t) draws per (s, a) pair in the flow-matching loss"""
     decoder_patience: int = 10
     """stop a decoder refit after this many epochs without a better validation loss"""
-    stage_lr_restart: bool = True
-    """each stage after the first restarts at --learning-rate and anneals (with --anneal-lr) to zero within itself;
-    off: one run-wide schedule, so later stages start at a fraction of the rate. Stage 0 follows the run-wide one
-    either way, as Gaussian PPO does"""
     later_clip_coef: Optional[float] = 0.3
     """surrogate clipping coefficient of the stages after the first (the paper's code: 0.3, against 0.15 in stage 0);
     None: --clip-coef"""
@@ -911,9 +907,10 @@ if __name__ == "__main__":
                 writer.close()
                 sys.exit(128 + stop_signals[0])
 
-        # Annealing the rate if instructed to do so.
+        # Annealing the rate if instructed to do so: stage 0 on the run-wide schedule, as Gaussian PPO; each later stage
+        # restarts at --learning-rate with its fresh Adam and anneals within itself
         if args.anneal_lr:
-            if args.stage_lr_restart and stage > 0:  # the stage's own schedule, from its first iteration to its last
+            if stage > 0:
                 frac = 1.0 - (iteration - 1.0 - stage_ends[stage - 1]) / stage_iterations[stage]
             else:
                 frac = 1.0 - (iteration - 1.0) / args.num_iterations

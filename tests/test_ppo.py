@@ -301,7 +301,7 @@ def test_gorl_ppo_runs_two_stages_on_dm_control_and_reloads(tmp_path):
 
 def test_later_stages_restart_the_rate_and_continue_from_the_best_policy(tmp_path):
     flags = ["--env-id", "Pendulum-v1", "--total-timesteps", "12288", "--num-stages", "2", "--eval-every", "1024"]
-    flags += ["--stage-lr-restart", "--decoder-data-policy", "best", "--fresh-decoder", "--decoder-epochs", "3", *FAST_PPO]
+    flags += ["--fresh-decoder", "--decoder-epochs", "3", *FAST_PPO]
     result = run_script("gorl_ppo.py", *flags, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     scalars = check_two_stage_run(tmp_path)

@@ -143,9 +143,6 @@ class Args:
     None: --clip-coef"""
     later_max_grad_norm: Optional[float] = 1.0
     """gradient-norm clip of the stages after the first (the paper's code: 1.0, against 0.5); None: --max-grad-norm"""
-    decoder_data_policy: Literal["last", "best"] = "best"
-    """the policy that collects each refit's data and starts the next stage: the stage's best-evaluated (the paper's
-    pipeline), or its last"""
     fresh_decoder: bool = False
     """refit a freshly initialised decoder at each stage end (both official releases) instead of warm-starting it"""
 
@@ -649,7 +646,6 @@ PAPER = replace(
     clip_coef=0.15,
     later_clip_coef=0.3,
     later_max_grad_norm=1.0,
-    decoder_data_policy="best",
     fresh_decoder=True,
 )
 
@@ -886,7 +882,7 @@ if __name__ == "__main__":
             eval_start = time.time()
             last_eval, last_eval_step = evaluate(agent, decoder, eval_envs, seed=args.seed + 10_000).mean(), global_step
             writer.add_scalar("eval/episodic_return", last_eval, global_step)
-            if args.decoder_data_policy == "best" and last_eval > stage_best_eval:
+            if last_eval > stage_best_eval:  # the stage's best policy collects the refit data (the paper's pipeline)
                 stage_best_eval, stage_best_state = last_eval, copy.deepcopy(agent.state_dict())
             next_eval += args.eval_every
             start_time += time.time() - eval_start  # SPS measures training only

@@ -22,8 +22,7 @@ RUNS = {
     "gorl_sac.py": ["--env-id", "Hopper-v5", "--total-timesteps", "1500", "--learning-starts", "200", *FAST_SAC]
     + ["--num-stages", "2", "--decoder-data-steps", "200", "--decoder-epochs", "5", "--critic-refresh-steps", "100"],
     "gaussian_ppo.py": ["--env-id", "Hopper-v5", "--total-timesteps", "6144", *FAST_PPO[:-2]],
-    "gorl_ppo.py": ["--env-id", "CartpoleBalance", "--total-timesteps", "12000", "--num-stages", "2", *FAST_PPO]
-    + ["--decoder-data-policy", "best"],
+    "gorl_ppo.py": ["--env-id", "CartpoleBalance", "--total-timesteps", "12000", "--num-stages", "2", *FAST_PPO],
 }
 TWINS = {"gaussian_sac.py": "gorl_sac.py", "gorl_sac.py": "gaussian_sac.py", "gaussian_ppo.py": "gorl_ppo.py"}
 TWINS["gorl_ppo.py"] = "gaussian_ppo.py"

@@ -458,3 +458,33 @@ def test_time_to_return_gives_the_steps_and_training_time_of_the_first_evaluatio
     table = capsys.readouterr().out
     # 400 first at 2M (2,000 s at 1,000 SPS = 33 min), 800 at 4M (4M / 2,000 SPS = 33 min), 900 never
     assert table.splitlines()[2] == "| `Task__gorl_ppo__1__0` | 810.0 | 4,500,000 | 2.00M, 33 | 4.00M, 33 | not reached |"
+
+
+def test_refit_table_reads_each_refit_report_and_the_training_return_around_it(tmp_path, capsys):
+    from torch.utils.tensorboard import SummaryWriter
+
+    from benchmark.refit_table import main
+
+    run_dir = str(tmp_path / "Task__gorl_ppo__1__0")
+    writer = SummaryWriter(run_dir)
+    # training episodes every 10k steps: 100 before the data collection (steps 1.0M-1.1M), 300 after the refit at 1.2M
+    for step in range(1_000_000, 1_100_001, 10_000):
+        writer.add_scalar("charts/episodic_return", 100.0, step)
+    for step in range(1_210_000, 1_310_001, 10_000):
+        writer.add_scalar("charts/episodic_return", 300.0 if step <= 1_300_000 else 900.0, step)
+    report = dict(deterministic_error=0.1, std_ratio_min=0.9, std_ratio_mean=1.0, std_ratio_max=1.1, sliced_wasserstein=0.05)
+    report |= dict(
+        old_return_deterministic=500, new_return_deterministic=450, old_return_stochastic=400, new_return_stochastic=380
+    )
+    for name, value in report.items():
+        writer.add_scalar(f"refit/{name}", value, 1_200_000)
+    writer.add_scalar("eval/episodic_return", 510.0, 1_050_000)
+    writer.add_scalar("eval/episodic_return", 470.0, 1_250_000)
+    writer.close()
+    assert main([run_dir, "--window", "100000"]) == 0
+    row = capsys.readouterr().out.splitlines()[2]
+    # before: the 10 episodes in (1.0M, 1.1M]; after: the 10 in (1.2M, 1.3M], not the one at 1.31M
+    assert row == (
+        "| 1 | 1,200,000 | 0.100 | 0.90-1.10 | 0.050 | 500.0 -> 450.0 | 400.0 -> 380.0 | 100.0 (10) -> 300.0 (10) | 3.00 "
+        "| 510.0 -> 470.0 |"
+    )

@@ -100,9 +100,6 @@ class Args:
     """episodes per deterministic evaluation (run in parallel envs)"""
     log_every: int = 1_000
     """environment steps between loss logs (reading a loss out of torch is kept off the per-step path)"""
-    critic_layer_norm: bool = False
-    """LayerNorm (without gain and bias) on each hidden layer of the critics, before the ReLU, as RLPD and SimBa use
-    against value overestimation; off: on HopperStand to 403k env steps it was at most a little ahead (README)"""
     hidden_size: int = 256
     """width of both hidden layers of the actor and of each critic (CleanRL's and the paper's SAC: 256)"""
 
@@ -219,9 +216,8 @@ class SoftQNetwork(nn.Module):
     """num_critics independent Q(s, a) MLPs (two hidden layers, ReLU) held as stacked weights, so that each layer of all the
     critics is one batched matmul: one call gives every critic's value, shape (num_critics, batch)."""
 
-    def __init__(self, obs_dim: int, action_dim: int, num_critics: int = 2, hidden: int = 256, layer_norm: bool = False):
+    def __init__(self, obs_dim: int, action_dim: int, num_critics: int = 2, hidden: int = 256):
         super().__init__()
-        self.layer_norm = layer_norm
         sizes = [obs_dim + action_dim, hidden, hidden, 1]
         self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
         for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
@@ -237,7 +233,7 @@ class SoftQNetwork(nn.Module):
                 weight, bias = weight.detach(), bias.detach()
             if i < len(self.weights) - 1:
                 x = torch.baddbmm(bias, x, weight)  # (critics, batch, hidden)
-                x = F.relu(F.layer_norm(x, x.shape[-1:]) if self.layer_norm else x)
+                x = F.relu(x)
             else:  # the width-1 output layer as a product and a sum: a matrix-vector bmm is slow on CPU, its backward more so
                 x = (x * weight.transpose(1, 2)).sum(-1) + bias.squeeze(-1)
         return x
@@ -318,9 +314,8 @@ def update_critics(qf: SoftQNetwork, qf_target: SoftQNetwork, q_optimizer, actor
     b_obs, b_next_obs, b_actions, b_rewards, b_terminations = batch
     with torch.no_grad():
         _, next_actions, next_log_pi = actor.get_action(b_next_obs)
-        next_q_target = soft_q_target(
-            b_rewards, b_terminations, qf_target(b_next_obs, next_actions), next_log_pi, alpha, gamma
-        )
+        next_q_values = qf_target(b_next_obs, next_actions)
+        next_q_target = soft_q_target(b_rewards, b_terminations, next_q_values, next_log_pi, alpha, gamma)
     q_values = qf(b_obs, b_actions)
     qf_losses = ((q_values - next_q_target) ** 2).mean(1)  # one MSE per critic
     qf_loss = qf_losses.sum()
@@ -446,7 +441,7 @@ def save_checkpoint(path: str, args: Args, actor: Actor, qf: SoftQNetwork):
 
 
 # flags that were measured and dropped; checkpoints saved before carry them, off unless the run turned them on
-DROPPED_FLAGS = ("normalize_obs",)
+DROPPED_FLAGS = ("normalize_obs", "critic_layer_norm")
 
 
 def saved_run_args(saved: dict, source: str) -> dict:
@@ -617,7 +612,7 @@ if __name__ == "__main__":
     obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
 
     actor = Actor(obs_dim, action_dim, hidden=args.hidden_size).to(device)
-    qf = SoftQNetwork(obs_dim, action_dim, hidden=args.hidden_size, layer_norm=args.critic_layer_norm).to(device)
+    qf = SoftQNetwork(obs_dim, action_dim, hidden=args.hidden_size).to(device)
     qf_target = copy.deepcopy(qf).requires_grad_(False)
     q_params, q_target_params = list(qf.parameters()), list(qf_target.parameters())
     q_optimizer = optim.Adam(q_params, lr=args.q_lr, fused=True)  # fused: one kernel per step on CPU

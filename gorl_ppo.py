@@ -692,43 +692,27 @@ def load_checkpoint(path: str, num_episodes: int):
     return saved_args, agent, decoder, envs
 
 
-def mujoco_states(envs: gym.vector.VectorEnv) -> list:
-    """The full MuJoCo integration state of each of gymnasium's own MuJoCo envs (Hopper-v5, ...), which pickle by
-    re-creating themselves and so lose it, with its RNG; None for an env that pickles whole (DM Control's do)."""
-    states, spec = [], mujoco.mjtState.mjSTATE_INTEGRATION
-    for env in envs.unwrapped.envs:
-        env = env.unwrapped
-        if isinstance(env, MujocoEnv):
-            physics = np.empty(mujoco.mj_stateSize(env.model, spec))
-            mujoco.mj_getState(env.model, env.data, physics, spec)
-            states.append((physics, env.np_random))
-        else:
-            states.append(None)
-    return states
-
-
 def save_training_state(path: str, run_name: str, args: Args, variables: dict):
-    """Write the whole training state atomically: to a temporary file that is renamed over `path` once complete, so an
-    interruption while writing leaves the previous checkpoint intact. `variables` (networks, optimisers, buffers, the
-    envs mid-episode, counters) are pickled together, so the references they share (an optimiser's and its network's
-    parameters) survive. gzip: a DM Control env pickles its MuJoCo model and arena (12 MB each in a 32-env vector env),
-    which compress ~17x."""
-    state = {
-        "script": os.path.basename(__file__),
-        "run_name": run_name,
-        "args": vars(args),
-        "variables": variables,
-        "mujoco": mujoco_states(variables["envs"]),
-        "rng": (random.getstate(), np.random.get_state(), torch.get_rng_state()),
-    }
+    """Write the loop's variables (networks, optimisers, the envs mid-episode, counters), pickled together so that shared
+    references survive, with the RNG streams and the physics of gymnasium's MuJoCo envs (Hopper-v5, ...), which pickle by
+    re-creating themselves (DM Control's pickle whole). Atomic: a temporary file is renamed over path once complete, so an
+    interruption leaves the previous checkpoint. gzip: DM Control envs pickle their MuJoCo model and arena."""
+    spec, physics = mujoco.mjtState.mjSTATE_INTEGRATION, []  # per env: (its physics, its RNG), or None
+    for env in (env.unwrapped for env in variables["envs"].unwrapped.envs):
+        physics.append((np.empty(mujoco.mj_stateSize(env.model, spec)), env.np_random) if isinstance(env, MujocoEnv) else None)
+        if physics[-1]:
+            mujoco.mj_getState(env.model, env.data, physics[-1][0], spec)
+    state = {"script": os.path.basename(__file__), "run_name": run_name, "args": vars(args), "variables": variables}
+    state |= {"mujoco": physics, "rng": (random.getstate(), np.random.get_state(), torch.get_rng_state())}
     with gzip.open(f"{path}.tmp", "wb", compresslevel=1) as f:
         cloudpickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)  # cloudpickle: gymnasium's wrappers hold lambdas
     os.replace(f"{path}.tmp", path)
 
 
-def load_training_state(path: str) -> dict:
-    """A checkpoint of save_training_state, checked to come from this script; restore_training_state continues it."""
-    script = os.path.basename(__file__)
+def load_training_state(args: Args) -> tuple:
+    """(args, state) of the run that the checkpoint args.resume continues with its own flags, so other flags are refused;
+    the checkpoint must be this script's. restore_training_state puts the state back."""
+    path, script = args.resume, os.path.basename(__file__)
     try:
         with gzip.open(path, "rb") as f:
             state = pickle.load(f)
@@ -737,27 +721,27 @@ def load_training_state(path: str) -> dict:
     saved_by = state.get("script") if isinstance(state, dict) else "no script of this project"
     if saved_by != script:
         raise ValueError(f"--resume {path} was saved by {saved_by}, not {script}: resume it with that script")
-    return state
+    given = [f"--{name.replace('_', '-')}" for name in vars(args) if getattr(args, name) != getattr(Args(resume=path), name)]
+    if given:
+        raise ValueError(f"--resume continues the saved run with its own flags; drop {', '.join(given)}")
+    return Args(**{**state["args"], "resume": path}), state
 
 
 def restore_training_state(state: dict) -> dict:
-    """Put the RNG streams and gymnasium MuJoCo envs' physics back as they were; returns the loop's variables."""
-    spec = mujoco.mjtState.mjSTATE_INTEGRATION
+    """Put the RNG streams and gymnasium MuJoCo envs' physics back as they were saved; returns the loop's variables."""
     for env, saved in zip(state["variables"]["envs"].unwrapped.envs, state["mujoco"]):
         if saved is not None:
             physics, env.unwrapped.np_random = saved
-            mujoco.mj_setState(env.unwrapped.model, env.unwrapped.data, physics, spec)
+            mujoco.mj_setState(env.unwrapped.model, env.unwrapped.data, physics, mujoco.mjtState.mjSTATE_INTEGRATION)
             mujoco.mj_forward(env.unwrapped.model, env.unwrapped.data)
-    python_rng, numpy_rng, torch_rng = state["rng"]
-    random.setstate(python_rng)
-    np.random.set_state(numpy_rng)
-    torch.set_rng_state(torch_rng)
+    for set_state, saved in zip((random.setstate, np.random.set_state, torch.set_rng_state), state["rng"]):
+        set_state(saved)
     return state["variables"]
 
 
 def stop_requests() -> list:
-    """Catch Ctrl-C, SIGTERM (Slurm's preemption and time limit) and SIGUSR1 (Slurm's --signal warning): each is
-    noted in the returned list, for the loop to checkpoint and stop at the next iteration; a second Ctrl-C stops at once."""
+    """Note Ctrl-C, SIGTERM (Slurm's preemption) and SIGUSR1 (Slurm's warning) in the returned list, for the loop to
+    checkpoint and stop at its next iteration; a second Ctrl-C stops at once."""
     requests = []
 
     def request_stop(signum, frame):
@@ -768,15 +752,6 @@ def stop_requests() -> list:
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
         signal.signal(signum, request_stop)
     return requests
-
-
-def resumed_args(args: Args, state: dict) -> Args:
-    """The args of the run that a training-state checkpoint continues; flags given beside --resume are refused."""
-    given = [name for name in vars(args) if name != "resume" and getattr(args, name) != getattr(Args(), name)]
-    if given:
-        flags = ", ".join(f"--{name.replace('_', '-')}" for name in given)
-        raise ValueError(f"--resume continues the saved run with its own flags; drop {flags}")
-    return Args(**{**state["args"], "resume": args.resume})
 
 
 if __name__ == "__main__":
@@ -790,9 +765,7 @@ if __name__ == "__main__":
                 f"{saved_args.env_id}: deterministic return {returns.mean():.2f} +- {returns.std():.2f} over {len(returns)} episodes"
             )
             sys.exit(0)
-        resumed = load_training_state(args.resume) if args.resume else None
-        if resumed:
-            args = resumed_args(args, resumed)
+        args, resumed = load_training_state(args) if args.resume else (args, None)
         gym_id = resolve_env_id(args.env_id)
         args.batch_size = int(args.num_envs * args.num_steps)
         args.minibatch_size = int(args.batch_size // args.num_minibatches)
@@ -865,11 +838,9 @@ if __name__ == "__main__":
     next_checkpoint, start_iteration, training_seconds = args.checkpoint_every, 1, 0.0
     next_obs, _ = envs.reset(seed=args.seed)
     # the training state: every variable of the loop that outlives an iteration (--checkpoint-every, --resume)
-    LOOP_STATE = (
-        "agent optimizer decoder envs next_obs global_step next_eval last_eval last_eval_step recent_returns stage "
-        "clip_coef max_grad_norm stage_best_eval stage_best_state longest_episode next_checkpoint start_iteration "
-        "training_seconds"
-    ).split()
+    LOOP_STATE = "agent optimizer envs next_obs global_step next_eval last_eval last_eval_step recent_returns".split()
+    LOOP_STATE += "next_checkpoint start_iteration training_seconds".split()
+    LOOP_STATE += "decoder stage clip_coef max_grad_norm stage_best_eval stage_best_state longest_episode".split()
     if resumed:  # every one of them as the checkpoint left it, the envs mid-episode and the RNG streams included
         envs.close()
         globals().update(restore_training_state(resumed))

@@ -301,17 +301,10 @@ def evaluate(agent: Agent, envs: gym.vector.VectorEnv, seed: int) -> np.ndarray:
 
 POSITIVE_FLAGS = ("num_envs", "num_steps", "num_minibatches", "update_epochs", "eval_every", "eval_episodes", "torch_threads")
 
-# float flags: (low, high, whether low itself is allowed, whether high is); every value must be finite
-FLOAT_RANGES = {
-    "learning_rate": (0.0, np.inf, False, False),
-    "gamma": (0.0, 1.0, True, True),
-    "gae_lambda": (0.0, 1.0, True, True),
-    "clip_coef": (0.0, np.inf, False, False),
-    "ent_coef": (0.0, np.inf, True, False),
-    "vf_coef": (0.0, np.inf, True, False),
-    "max_grad_norm": (0.0, np.inf, False, False),
-    "target_kl": (0.0, np.inf, False, False),
-}
+# float flags: the interval of valid values, as the error states it (every value must be finite; None, unset, passes)
+FLOAT_RANGES = {"learning_rate": "(0, inf)", "gamma": "[0, 1]", "gae_lambda": "[0, 1]", "clip_coef": "(0, inf)"}
+FLOAT_RANGES |= {"ent_coef": "[0, inf)", "vf_coef": "[0, inf)", "max_grad_norm": "(0, inf)", "target_kl": "(0, inf)"}
+INTERVALS = {"(0, inf)": lambda x: 0 < x, "[0, inf)": lambda x: 0 <= x, "[0, 1]": lambda x: 0 <= x <= 1}
 
 
 def check_args(args: Args):
@@ -319,14 +312,9 @@ def check_args(args: Args):
     for name in POSITIVE_FLAGS:
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    for name, (low, high, low_allowed, high_allowed) in FLOAT_RANGES.items():
+    for name, interval in FLOAT_RANGES.items():
         value = getattr(args, name)
-        if value is None:  # an optional flag left unset
-            continue
-        above_low = low <= value if low_allowed else low < value
-        below_high = value <= high if high_allowed else value < high
-        if not (np.isfinite(value) and above_low and below_high):
-            interval = f"{'[' if low_allowed else '('}{low:g}, {high:g}{']' if high_allowed else ')'}"
+        if value is not None and not (np.isfinite(value) and INTERVALS[interval](value)):
             raise ValueError(f"--{name.replace('_', '-')} must be a finite number in {interval}, got {value}")
     if args.checkpoint_every < 0:
         raise ValueError(
@@ -334,11 +322,10 @@ def check_args(args: Args):
         )
     if args.checkpoint_every and args.async_envs:
         raise ValueError("--checkpoint-every pickles the envs mid-episode, which needs them in-process: drop --async-envs")
-    batch_size = args.num_envs * args.num_steps
-    if batch_size % args.num_minibatches:
+    if (args.num_envs * args.num_steps) % args.num_minibatches:
         raise ValueError(
             f"--num-minibatches {args.num_minibatches} does not divide the rollout batch (--num-envs x --num-steps = "
-            f"{batch_size}) into equal minibatches"
+            f"{args.num_envs * args.num_steps}) into equal minibatches"
         )
 
 

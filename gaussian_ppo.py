@@ -1,9 +1,9 @@
 # docs and experiment results: README.md
 """Gaussian PPO for continuous control: the baseline of GoRL (arXiv 2512.02581), in CleanRL style.
 
-The policy is a state-conditioned Gaussian over z, the pre-squash action; the env action is
-rescale(tanh(z)) to the env's Box bounds, and PPO's log-probs, ratios and entropy are those of z.
-`diff gaussian_ppo.py gorl_ppo.py` shows exactly what GoRL adds to this file.
+The policy is a state-conditioned Gaussian over z, the pre-squash action; the env action is rescale(tanh(z)) to the
+env's Box bounds, and PPO's log-probs, ratios and entropy are those of z.
+`diff gaussian_ppo.py gorl_ppo.py` shows what GoRL adds.
 """
 
 import difflib
@@ -42,26 +42,21 @@ class Args:
     torch_threads: int = 1
     """CPU threads for torch; one is fastest for these small networks and lets a sweep run one job per core"""
     cuda: bool = True
-    """run the networks on a GPU when one is present (CleanRL's flag); the envs stay on the CPU. --no-cuda keeps
-    everything there, where runs are deterministic"""
+    """run the networks on a GPU when one is present (the envs stay on the CPU); --no-cuda runs are deterministic"""
     save_model: bool = False
     """save a checkpoint (weights, observation statistics, args) to runs/{run_name}/{exp_name}.pt"""
     eval_checkpoint: Optional[str] = None
     """path of a saved checkpoint: evaluate it deterministically for --eval-episodes episodes instead of training"""
     checkpoint_every: int = 0
-    """env steps between training-state checkpoints, written atomically to runs/{run_name}/training_state.pt; with it on,
-    Ctrl-C, SIGTERM and SIGUSR1 (Slurm's warning) write one and stop. 0: none"""
+    """env steps between training-state checkpoints (0: none); with them on, Ctrl-C, SIGTERM and SIGUSR1 save one and stop"""
     resume: Optional[str] = None
-    """a training-state checkpoint (runs/{run_name}/training_state.pt): continue that run exactly where it stopped, with
-    its own flags, logging to its run directory"""
+    """a training-state checkpoint (runs/{run_name}/training_state.pt): continue that run exactly, with its own flags"""
 
     # Algorithm specific arguments
     env_id: str = "HopperStand"
-    """a DM Control task in the paper's CamelCase form (HopperStand, CheetahRun, BallInCup, ...), a
-    dm_control/<domain>-<task>-v0 id, or any gymnasium id with a Box action space (Pendulum-v1, Hopper-v5,
-    gorl_envs:BimodalBandit-v0)"""
+    """a DM Control task as the paper names it (HopperStand, ...), or a gymnasium Box-action id (Hopper-v5, module:Env-v0)"""
     total_timesteps: int = 10_000_000
-    """total environment steps of training (about an hour at the ~3k SPS measured on a 2-core CPU)"""
+    """total environment steps of training"""
     learning_rate: float = 3e-4
     """the learning rate of the Adam optimizer"""
     num_envs: int = 32
@@ -258,11 +253,9 @@ class Agent(nn.Module):
 
 
 def compute_gae(rewards, values, episode_ends, next_value, gamma: float, gae_lambda: float) -> torch.Tensor:
-    """Generalised advantage estimates of a (num_steps, num_envs) rollout.
-
-    episode_ends[t] is 1 where the episode ended at step t; a truncated step's reward already holds
-    gamma * V(final observation), so only the bootstrap from the NEXT episode's first state is cut.
-    """
+    """Generalised advantage estimates of a (num_steps, num_envs) rollout. episode_ends[t] is 1 where the episode ended at
+    step t; a truncated step's reward already holds gamma * V(final observation), so only the bootstrap from the NEXT
+    episode's first state is cut."""
     advantages = torch.zeros_like(rewards)
     lastgaelam = 0.0
     for t in reversed(range(rewards.shape[0])):
@@ -352,8 +345,7 @@ PAPER = replace(
 
 
 def parse_args() -> Args:
-    """`python gaussian_ppo.py [FLAGS]` starts from CleanRL's defaults (Args), `python gaussian_ppo.py paper [FLAGS]` from the
-    paper's configuration (PAPER); tyro applies the flags on top either way."""
+    """The flags on top of CleanRL's defaults (Args), or of the paper's configuration (PAPER) after `paper`."""
     if sys.argv[1:2] == ["paper"]:
         prog = f"{os.path.basename(sys.argv[0])} paper"
         return tyro.cli(Args, default=PAPER, args=sys.argv[2:], prog=prog, description="the paper's PPO configuration")
@@ -502,8 +494,7 @@ if __name__ == "__main__":
     device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
     torch.use_deterministic_algorithms(device.type == "cpu")  # on a GPU some kernels have no deterministic version
 
-    # rewards are scaled by a running estimate of the discounted return's std, as in CleanRL; the episode
-    # statistics recorded inside stay raw
+    # rewards scaled by a running estimate of the discounted return's std, as in CleanRL; the episode statistics stay raw
     envs = gym.wrappers.vector.NormalizeReward(envs, gamma=args.gamma)
     obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
     action_low, action_high = envs.single_action_space.low, envs.single_action_space.high

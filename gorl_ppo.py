@@ -1,12 +1,12 @@
 # docs and experiment results: README.md
 """GoRL-PPO: generative online RL (Zhang et al., arXiv 2512.02581) with a PPO latent optimiser, in CleanRL style.
 
-The policy is split in two (paper Sec. 4): a latent Gaussian pi_theta(z|s), trained by PPO exactly as Gaussian PPO
-trains its policy, and a flow-matching decoder g_phi(s, z) that turns z into the pre-squash action x_0; the env
-action is rescale(tanh(x_0)). Training runs in stages: the decoder is frozen while PPO trains the latent policy
-(with a KL pull toward the N(0, I) prior), then refit on fresh rollouts to map the FIXED prior N(0, I) to the
-actions the current policy takes, and the latent policy restarts at N(0, I). Stage 0's decoder is the identity, so
-stage 0 is Gaussian PPO in z. `diff gaussian_ppo.py gorl_ppo.py` shows exactly what GoRL adds.
+The policy (paper Sec. 4) is a latent Gaussian pi_theta(z|s), trained by PPO as Gaussian PPO trains its policy, and a
+generative decoder g_phi(s, z) (flow matching, or diffusion: GoRL-Diff) of z into the pre-squash action x_0; the env
+action is rescale(tanh(x_0)). In each stage PPO trains the latent policy (pulled toward the N(0, I) prior) with the
+decoder frozen; then the decoder is refit on fresh rollouts to map the FIXED prior N(0, I) to the policy's actions, and
+the latent policy restarts at N(0, I). Stage 0's decoder is the identity: stage 0 is Gaussian PPO.
+`diff gaussian_ppo.py gorl_ppo.py` shows what GoRL adds.
 """
 
 import copy
@@ -46,26 +46,21 @@ class Args:
     torch_threads: int = 1
     """CPU threads for torch; one is fastest for these small networks and lets a sweep run one job per core"""
     cuda: bool = True
-    """run the networks on a GPU when one is present (CleanRL's flag); the envs stay on the CPU. --no-cuda keeps
-    everything there, where runs are deterministic"""
+    """run the networks on a GPU when one is present (the envs stay on the CPU); --no-cuda runs are deterministic"""
     save_model: bool = False
     """save a checkpoint (weights, observation statistics, args) to runs/{run_name}/{exp_name}.pt"""
     eval_checkpoint: Optional[str] = None
     """path of a saved checkpoint: evaluate it deterministically for --eval-episodes episodes instead of training"""
     checkpoint_every: int = 0
-    """env steps between training-state checkpoints, written atomically to runs/{run_name}/training_state.pt; with it on,
-    Ctrl-C, SIGTERM and SIGUSR1 (Slurm's warning) write one and stop. 0: none"""
+    """env steps between training-state checkpoints (0: none); with them on, Ctrl-C, SIGTERM and SIGUSR1 save one and stop"""
     resume: Optional[str] = None
-    """a training-state checkpoint (runs/{run_name}/training_state.pt): continue that run exactly where it stopped, with
-    its own flags, logging to its run directory"""
+    """a training-state checkpoint (runs/{run_name}/training_state.pt): continue that run exactly, with its own flags"""
 
     # Algorithm specific arguments
     env_id: str = "HopperStand"
-    """a DM Control task in the paper's CamelCase form (HopperStand, CheetahRun, BallInCup, ...), a
-    dm_control/<domain>-<task>-v0 id, or any gymnasium id with a Box action space (Pendulum-v1, Hopper-v5,
-    gorl_envs:BimodalBandit-v0)"""
+    """a DM Control task as the paper names it (HopperStand, ...), or a gymnasium Box-action id (Hopper-v5, module:Env-v0)"""
     total_timesteps: int = 10_000_000
-    """total environment steps of training (about an hour at the ~3k SPS measured on a 2-core CPU)"""
+    """total environment steps of training"""
     learning_rate: float = 3e-4
     """the learning rate of the Adam optimizer"""
     num_envs: int = 32
@@ -432,11 +427,9 @@ class Agent(nn.Module):
 
 
 def compute_gae(rewards, values, episode_ends, next_value, gamma: float, gae_lambda: float) -> torch.Tensor:
-    """Generalised advantage estimates of a (num_steps, num_envs) rollout.
-
-    episode_ends[t] is 1 where the episode ended at step t; a truncated step's reward already holds
-    gamma * V(final observation), so only the bootstrap from the NEXT episode's first state is cut.
-    """
+    """Generalised advantage estimates of a (num_steps, num_envs) rollout. episode_ends[t] is 1 where the episode ended at
+    step t; a truncated step's reward already holds gamma * V(final observation), so only the bootstrap from the NEXT
+    episode's first state is cut."""
     advantages = torch.zeros_like(rewards)
     lastgaelam = 0.0
     for t in reversed(range(rewards.shape[0])):
@@ -636,8 +629,7 @@ PAPER = replace(
 
 
 def parse_args() -> Args:
-    """`python gorl_ppo.py [FLAGS]` starts from CleanRL's defaults (Args), `python gorl_ppo.py paper [FLAGS]` from the
-    paper's configuration (PAPER); tyro applies the flags on top either way."""
+    """The flags on top of CleanRL's defaults (Args), or of the paper's configuration (PAPER) after `paper`."""
     if sys.argv[1:2] == ["paper"]:
         prog = f"{os.path.basename(sys.argv[0])} paper"
         return tyro.cli(Args, default=PAPER, args=sys.argv[2:], prog=prog, description="the paper's PPO configuration")
@@ -792,8 +784,7 @@ if __name__ == "__main__":
     device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
     torch.use_deterministic_algorithms(device.type == "cpu")  # on a GPU some kernels have no deterministic version
 
-    # rewards are scaled by a running estimate of the discounted return's std, as in CleanRL; the episode
-    # statistics recorded inside stay raw
+    # rewards scaled by a running estimate of the discounted return's std, as in CleanRL; the episode statistics stay raw
     envs = gym.wrappers.vector.NormalizeReward(envs, gamma=args.gamma)
     obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
     action_low, action_high = envs.single_action_space.low, envs.single_action_space.high

@@ -145,22 +145,11 @@ class Args:
 PAPER_TASKS = ("HopperStand", "CheetahRun", "FingerSpin", "FingerTurnHard", "FishSwim", "WalkerWalk", "BallInCup")
 
 
-def dm_control_tasks() -> dict:
-    """Every DM Control suite task under its CamelCase name (hopper/stand -> HopperStand) -> its shimmy id."""
-    from dm_control import suite
-
-    def camel(name):
-        return "".join(part.capitalize() for part in name.split("_"))
-
-    tasks = {camel(domain) + camel(task): f"dm_control/{domain}-{task}-v0" for domain, task in suite.ALL_TASKS}
-    tasks["BallInCup"] = tasks["BallInCupCatch"]  # the paper's name for ball_in_cup/catch
-    return tasks
-
-
 def resolve_env_id(env_id: str) -> str:
-    """The gymnasium id of a paper task name; gymnasium ids (dm_control/*-v0 included) pass through unchanged, and
-    "module:Env-v0" ids import the module that registers Env-v0 (e.g. gorl_envs:BimodalBandit-v0)."""
+    """The gymnasium id of a DM Control task named in CamelCase (hopper/stand: HopperStand); gymnasium ids (dm_control/*-v0
+    included) pass through, and "module:Env-v0" ids import the module that registers Env-v0 (gorl_envs:BimodalBandit-v0)."""
     import shimmy  # registers the dm_control/<domain>-<task>-v0 ids
+    from dm_control import suite
 
     gym.register_envs(shimmy)
     if ":" in env_id:  # gymnasium's "module:Env-v0" form: importing the module registers the env
@@ -172,11 +161,10 @@ def resolve_env_id(env_id: str) -> str:
         if env_id not in gym.registry:
             own = [name for name, spec in gym.registry.items() if str(spec.entry_point).startswith(f"{module}:")]
             raise ValueError(f"importing {module!r} registers no {env_id!r}; it registers: {', '.join(own) or 'nothing'}")
-    tasks = dm_control_tasks()
-    if env_id in tasks:
-        return tasks[env_id]
-    if env_id in gym.registry:
-        return env_id
+    tasks = {"".join(map(str.capitalize, f"{d}_{t}".split("_"))): f"dm_control/{d}-{t}-v0" for d, t in suite.ALL_TASKS}
+    tasks["BallInCup"] = tasks["BallInCupCatch"]  # the paper's name for ball_in_cup/catch
+    if env_id in tasks or env_id in gym.registry:
+        return tasks.get(env_id, env_id)
     close = difflib.get_close_matches(env_id, list(tasks) + list(gym.registry), n=3)
     hint = f"did you mean {' or '.join(close)}? " if close else ""
     raise ValueError(
@@ -601,31 +589,15 @@ def check_args(args: Args):
         )
 
 
-# The paper's PPO configuration (MuJoCo Playground's Brax PPO for DM Control; ../shared/paper-notes.md). Brax steps
-# 2048 envs and takes minibatches of 1024 unrolls of 30 steps (30,720 transitions), 16 epochs x 32 of them per
-# 983,040 env steps. A CPU steps 32 envs, so this keeps the minibatch size and the gradient steps per env step instead:
-# rollouts of 32 x 960 steps are one minibatch, 16 epochs of it per 30,720 env steps. Not followed: Brax's reward scale
-# 10 (rewards keep the running-std scaling) and its policy's state-dependent softplus std (the log-std stays a parameter).
-PAPER = replace(
-    Args(),
-    learning_rate=1e-3,
-    anneal_lr=False,
-    num_steps=960,
-    num_minibatches=1,
-    update_epochs=16,
-    gamma=0.995,
-    gae_lambda=0.95,
-    ent_coef=0.01,
-    vf_coef=0.25,
-    actor_hidden=(32, 32, 32, 32),
-    critic_hidden=(256, 256, 256, 256, 256),
-    activation="silu",
-    # GoRL's stage schedule as the paper's code runs it
-    clip_coef=0.15,
-    later_clip_coef=0.3,
-    later_max_grad_norm=1.0,
-    fresh_decoder=True,
-)
+# The paper's PPO configuration (MuJoCo Playground's Brax PPO for DM Control; ../shared/paper-notes.md). Brax's 2048 envs
+# take 16 epochs x 32 minibatches of 30,720 transitions per 983,040 env steps; on 32 CPU envs this keeps the minibatch size
+# and the gradient steps per env step: a 32 x 960 rollout is one minibatch, 16 epochs of it. Not followed: Brax's reward
+# scale 10 (rewards keep the running-std scaling) and its state-dependent softplus std (the log-std stays a parameter).
+PAPER = replace(Args(), learning_rate=1e-3, anneal_lr=False, num_steps=960, num_minibatches=1, update_epochs=16)
+PAPER = replace(PAPER, gamma=0.995, gae_lambda=0.95, ent_coef=0.01, vf_coef=0.25, activation="silu")
+PAPER = replace(PAPER, actor_hidden=(32, 32, 32, 32), critic_hidden=(256, 256, 256, 256, 256))
+# GoRL's stage schedule as the paper's code runs it
+PAPER = replace(PAPER, clip_coef=0.15, later_clip_coef=0.3, later_max_grad_norm=1.0, fresh_decoder=True)
 
 
 def parse_args() -> Args:
@@ -636,10 +608,10 @@ def parse_args() -> Args:
     return tyro.cli(Args, description="CleanRL's PPO defaults; `paper` as the first argument starts from the paper's")
 
 
-def save_checkpoint(path: str, args: Args, agent: Agent, decoder: FlowDecoder):
+def save_checkpoint(path: str, args: Args, networks: dict):
     """Everything needed to act again: args (env id, architecture), weights and observation statistics."""
-    networks = {"agent": agent.state_dict(), "decoder": decoder.state_dict()}
-    torch.save({"script": os.path.basename(__file__), "args": vars(args), **networks}, path)
+    weights = {name: network.state_dict() for name, network in networks.items()}
+    torch.save({"script": os.path.basename(__file__), "args": vars(args), **weights}, path)
 
 
 def load_checkpoint(path: str, num_episodes: int):
@@ -654,17 +626,10 @@ def load_checkpoint(path: str, num_episodes: int):
         raise ValueError(f"--eval-checkpoint {path} was saved by {saved_by}, not {script}: evaluate it with that script")
     saved_args = Args(**checkpoint["args"])
     envs = make_vector_env(resolve_env_id(saved_args.env_id), num_episodes, saved_args.seed + 10_000)
-    agent = Agent(
-        envs.single_observation_space.shape[0],
-        envs.single_action_space.shape[0],
-        saved_args.actor_hidden,
-        saved_args.critic_hidden,
-        saved_args.activation,
-    )
+    obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
+    agent = Agent(obs_dim, action_dim, saved_args.actor_hidden, saved_args.critic_hidden, saved_args.activation)
     agent.load_state_dict(checkpoint["agent"])
-    decoder = DECODERS[saved_args.decoder](
-        envs.single_observation_space.shape[0], envs.single_action_space.shape[0], saved_args.flow_steps
-    )
+    decoder = DECODERS[saved_args.decoder](obs_dim, action_dim, saved_args.flow_steps)
     decoder.load_state_dict(checkpoint["decoder"])
     return saved_args, agent, decoder, envs
 
@@ -1046,7 +1011,7 @@ if __name__ == "__main__":
     )
     if args.save_model:
         model_path = f"{run_dir}/{args.exp_name}.pt"
-        save_checkpoint(model_path, args, agent, decoder)
+        save_checkpoint(model_path, args, {"agent": agent, "decoder": decoder})
         print(
             f"model saved to {model_path}; evaluate it with: python {os.path.basename(__file__)} --eval-checkpoint {model_path}"
         )

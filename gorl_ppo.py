@@ -756,10 +756,10 @@ if __name__ == "__main__":
 
     agent = Agent(obs_dim, action_dim, args.actor_hidden, args.critic_hidden, args.activation).to(device)
     optimizer = optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
+    clip_coef, max_grad_norm = args.clip_coef, args.max_grad_norm
     with torch.random.fork_rng():  # the decoder's init leaves the RNG stream as in Gaussian PPO: stage 0 is identical
         decoder = DECODERS[args.decoder](obs_dim, action_dim, args.flow_steps).to(device)
     stage, stage_ends = 0, np.cumsum(stage_iterations)
-    clip_coef, max_grad_norm = args.clip_coef, args.max_grad_norm
     stage_best_eval, stage_best_state = -np.inf, None
 
     # ALGO Logic: Storage setup
@@ -895,11 +895,7 @@ if __name__ == "__main__":
                 newvalue = newvalue.view(-1)
                 if args.clip_vloss:
                     v_loss_unclipped = (newvalue - b_returns[mb_inds]) ** 2
-                    v_clipped = b_values[mb_inds] + torch.clamp(
-                        newvalue - b_values[mb_inds],
-                        -clip_coef,
-                        clip_coef,
-                    )
+                    v_clipped = b_values[mb_inds] + torch.clamp(newvalue - b_values[mb_inds], -clip_coef, clip_coef)
                     v_loss_clipped = (v_clipped - b_returns[mb_inds]) ** 2
                     v_loss_max = torch.max(v_loss_unclipped, v_loss_clipped)
                     v_loss = 0.5 * v_loss_max.mean()

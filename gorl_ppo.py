@@ -134,8 +134,7 @@ class Args:
     decoder_patience: int = 10
     """stop a decoder refit after this many epochs without a better validation loss"""
     later_clip_coef: Optional[float] = 0.3
-    """surrogate clipping coefficient of the stages after the first (the paper's code: 0.3, against 0.15 in stage 0);
-    None: --clip-coef"""
+    """surrogate clipping coefficient of the stages after the first (the paper's code: 0.3 after 0.15); None: --clip-coef"""
     later_max_grad_norm: Optional[float] = 1.0
     """gradient-norm clip of the stages after the first (the paper's code: 1.0, against 0.5); None: --max-grad-norm"""
     fresh_decoder: bool = False
@@ -253,14 +252,10 @@ def stage_fractions(num_stages: int) -> np.ndarray:
 
 
 class FlowDecoder(nn.Module):
-    """Conditional flow-matching decoder g_phi(s, z) (paper Sec. 4.2): a velocity field v(s, x_t, t) integrated
-    from t=1, where x = z, to t=0, where x is the pre-squash action. It keeps its own observation statistics,
-    frozen at each refit, so that PPO's changing statistics never move the decoder.
-
-    Sampling takes flow_steps steps of size step_sizes[k] from t_k = 1 - k / flow_steps, -1 / flow_steps each for the
-    flow; DiffusionDecoder changes both. The flow's step is the midpoint rule, two velocity evaluations: the paper's
-    first-order Euler steps narrow what they decode, and each refit would hand the next stage a narrower policy (fit
-    on Gaussians, 10 Euler steps decode 0.77-0.89 of their std, 10 midpoint steps 0.96-1.04: benchmark/integrator_check.py)."""
+    """Conditional flow-matching decoder g_phi(s, z) (paper Sec. 4.2): a velocity field v(s, x_t, t) integrated in
+    flow_steps steps of step_sizes from t=1, where x = z, to t=0, where x is the pre-squash action. Its own observation
+    statistics, frozen at each refit, keep PPO's from moving it. Midpoint steps, not the paper's Euler steps: those narrow
+    what they decode, so each refit would hand the next stage a narrower policy (benchmark/integrator_check.py)."""
 
     def __init__(self, obs_dim: int, action_dim: int, flow_steps: int, hidden: int = 64, time_dim: int = 8):
         super().__init__()
@@ -303,14 +298,13 @@ class FlowDecoder(nn.Module):
 
 
 class DiffusionDecoder(FlowDecoder):
-    """GoRL-Diff's decoder: a denoising diffusion model sampled by deterministic DDIM (eta = 0) from x = z at t = 1
-    to the pre-squash action at t = 0. alpha_bar follows improved DDPM's cosine schedule (s = 0.008) over the first
-    official release's range, from 0.024 at t = 1 to 1 at t = 0. (The later release starts at 1e-3: its first DDIM
-    step then multiplies the network's error by 9, and measured here that folds the map z -> a, so the SAC
-    variant's relabelling cannot invert it; from 0.024 the factor is 0.9.) DDIM's step x_{k+1} = r_k x_k + c_k eps_hat,
-    with r_k = sqrt(ab_{k+1} / ab_k) and c_k = sqrt(1 - ab_{k+1}) - r_k sqrt(1 - ab_k), is taken in the epsilon-delta
-    form x_{k+1} = x_k + c_k delta with delta = eps_hat + (r_k - 1) x_k / c_k, and the network predicts delta: a zero
-    output layer is exactly a = z, and delta's squared error equals that of the noise prediction eps_hat, DDPM's loss."""
+    """GoRL-Diff's decoder: denoising diffusion sampled by deterministic DDIM (eta = 0) from x = z at t = 1 to the
+    pre-squash action at t = 0, alpha_bar on improved DDPM's cosine schedule (s = 0.008) from 0.024 at t = 1, as in the
+    first official release, to 1 at t = 0 (from the later release's 1e-3 the first step multiplies the network's error
+    by 9, which can fold the map z -> a beyond what the SAC variant's relabelling inverts). DDIM's step
+    x_{k+1} = r_k x_k + c_k eps_hat, r_k = sqrt(ab_{k+1} / ab_k), c_k = sqrt(1 - ab_{k+1}) - r_k sqrt(1 - ab_k), is
+    taken as x_{k+1} = x_k + c_k delta with delta = eps_hat + (r_k - 1) x_k / c_k, which the network predicts: a zero
+    output layer is exactly a = z, and delta's squared error is that of the noise prediction eps_hat, DDPM's loss."""
 
     def __init__(self, obs_dim: int, action_dim: int, flow_steps: int, hidden: int = 64, time_dim: int = 8):
         super().__init__(obs_dim, action_dim, flow_steps, hidden, time_dim)
@@ -344,9 +338,9 @@ DECODERS = {"flow": FlowDecoder, "diffusion": DiffusionDecoder}
 
 
 def fit_decoder(decoder, obs, actions, epochs, batch_size, lr, noise_draws, patience, val_fraction=0.1):
-    """Refit the decoder on (s, pre-squash action) pairs, noise from the fixed N(0, I) prior (never the latent
-    policy's own z: the paper's Fig. 4a shows that collapses). Keeps the best-validation weights; returns (last train
-    loss, best validation loss, the held-out indices), the loss infinite if the refit never produced a finite one."""
+    """Refit the decoder on (s, pre-squash action) pairs, noise from the fixed N(0, I) prior (not the latent policy's z:
+    the paper's Fig. 4a shows that collapses), keeping the best-validation weights. Returns (last train loss, best
+    validation loss, the held-out indices); the loss is infinite if the refit never produced a finite one."""
     decoder.obs_rms.mean.copy_(obs.mean(0))
     decoder.obs_rms.var.copy_(obs.var(0, unbiased=False))
     perm = torch.randperm(len(obs))
@@ -357,9 +351,8 @@ def fit_decoder(decoder, obs, actions, epochs, batch_size, lr, noise_draws, pati
     best_val, best_state, epochs_since_best = float("inf"), copy.deepcopy(decoder.state_dict()), 0
     for _ in range(epochs):
         for idx in train[torch.randperm(len(train))].split(batch_size):
-            loss = decoder.loss(
-                obs[idx], actions[idx], torch.randn_like(actions[idx]), torch.rand(len(idx), 1, device=obs.device)
-            )
+            eps, t = torch.randn_like(actions[idx]), torch.rand(len(idx), 1, device=obs.device)
+            loss = decoder.loss(obs[idx], actions[idx], eps, t)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -459,14 +452,12 @@ def evaluate(agent: Agent, decoder: FlowDecoder, envs: gym.vector.VectorEnv, see
 
 @torch.no_grad()
 def refit_report(old: tuple, new: tuple, obs: torch.Tensor, eval_envs, seed: int, draws: int = 128) -> dict:
-    """How faithfully a refit hands the next stage the policy its data came from: the composed policy before it
-    (old = (latent policy, decoder)) against the one after (new: the new decoder, the latent policy reset to N(0, I)).
-    On states held out of the refit data, in the normalised action space tanh(x_0), where saturation counts as it acts:
-    deterministic_error, the RMS of g_new(s, mu_new(s)) - g_old(s, mu_old(s)); std_ratio_*, per action dimension the
-    new policy's action std over the old's (each averaged over states); sliced_wasserstein, W1 between the two action
-    samples at a state, averaged over 16 random directions and the states. Then both policies' returns on the same
-    evaluation episodes, deterministic and stochastic. Both sample with the same noise, so a refit that changes nothing
-    reads exactly 0, 1, 0 and equal returns; the noise is the report's own, so training goes on as without it."""
+    """How faithfully a refit hands on the policy its data came from: old = (latent policy, decoder) before the refit,
+    new = (latent policy reset to N(0, I), new decoder), compared on held-out states in tanh(x_0), where saturation counts
+    as it acts: deterministic_error, the RMS of g_new(s, mu_new(s)) - g_old(s, mu_old(s)); std_ratio_*, per action
+    dimension the new action std over the old; sliced_wasserstein, W1 between their actions at a state (16 random
+    directions); then both policies' deterministic and stochastic returns on the same episodes. The same noise drives
+    both, so an unchanged policy reads exactly 0, 1, 0 and equal returns; it is the report's own: training is unaffected."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         noise = torch.randn(draws, *obs.shape[:1], eval_envs.single_action_space.shape[0], device=obs.device)
@@ -480,13 +471,9 @@ def refit_report(old: tuple, new: tuple, obs: torch.Tensor, eval_envs, seed: int
         std_ratio = new_samples.std(0).mean(0) / old_samples.std(0).mean(0).clamp(min=1e-8)
         directions = nn.functional.normalize(torch.randn(noise.shape[-1], 16, device=obs.device), dim=0)
         sorted_old, sorted_new = (torch.sort(samples @ directions, dim=0).values for samples in (old_samples, new_samples))
-        report = {
-            "deterministic_error": ((new_mode - old_mode) ** 2).mean().sqrt().item(),
-            "std_ratio_min": std_ratio.min().item(),
-            "std_ratio_mean": std_ratio.mean().item(),
-            "std_ratio_max": std_ratio.max().item(),
-            "sliced_wasserstein": (sorted_new - sorted_old).abs().mean().item(),
-        }
+        report = {"deterministic_error": ((new_mode - old_mode) ** 2).mean().sqrt().item()}
+        report |= {f"std_ratio_{stat}": getattr(std_ratio, stat)().item() for stat in ("min", "mean", "max")}
+        report["sliced_wasserstein"] = (sorted_new - sorted_old).abs().mean().item()
         for name, policy in (("old", old), ("new", new)):
             for mode in ("deterministic", "stochastic"):
                 torch.manual_seed(seed)  # the same episodes and latent draws for both policies
@@ -504,18 +491,16 @@ def refit_summary(report: dict) -> str:
 
 
 def decoder_data_envs(data_steps: int, longest_episode: int, num_envs: int) -> int:
-    """How many envs collect a refit's data, each from reset: as many as can still each run a whole episode (the
-    longest seen in training), at most num_envs, and a divisor of data_steps so that the budget's count stays exact;
-    one while no episode has ended yet."""
+    """How many envs collect a refit's data, each from reset: as many as can each run a whole episode (the longest seen in
+    training; one while none has ended), at most num_envs, and a divisor of data_steps so that the budget stays exact."""
     most = min(num_envs, data_steps // longest_episode) if longest_episode else 1
     return max(count for count in range(1, max(most, 1) + 1) if data_steps % count == 0)
 
 
 @torch.no_grad()
 def collect_decoder_data(agent: Agent, decoder: FlowDecoder, envs: gym.vector.VectorEnv, steps_per_env: int, seed: int):
-    """Fresh rollouts of the composed policy (stochastic z, current decoder) from reset: (obs, pre-squash actions,
-    returns of the episodes that ended). Starting from reset matters: DM Control's episodes all last 1000 steps, so
-    training envs stepped in lockstep would hand the decoder one window of the episode and none of the rest."""
+    """Fresh rollouts of the composed policy from reset: (obs, pre-squash actions, returns of the episodes that ended).
+    From reset: DM Control's episodes all last 1000 steps, so the training envs, in lockstep, would show one window of it."""
     low, high, device = envs.single_action_space.low, envs.single_action_space.high, next(agent.parameters()).device
     obs, _ = envs.reset(seed=seed)
     data_obs, data_actions, returns = [], [], []
@@ -815,13 +800,11 @@ if __name__ == "__main__":
                 writer.close()
                 sys.exit(128 + stop_signals[0])
 
-        # Annealing the rate if instructed to do so: stage 0 on the run-wide schedule, as Gaussian PPO; each later stage
-        # restarts at --learning-rate with its fresh Adam and anneals within itself
+        # Annealing the rate if instructed to do so.
         if args.anneal_lr:
-            if stage > 0:
+            frac = 1.0 - (iteration - 1.0) / args.num_iterations
+            if stage > 0:  # a later stage restarts at --learning-rate with its fresh Adam and anneals within itself
                 frac = 1.0 - (iteration - 1.0 - stage_ends[stage - 1]) / stage_iterations[stage]
-            else:
-                frac = 1.0 - (iteration - 1.0) / args.num_iterations
             optimizer.param_groups[0]["lr"] = frac * args.learning_rate
 
         for step in range(args.num_steps):
@@ -949,16 +932,14 @@ if __name__ == "__main__":
             recent_returns = []
 
         if iteration in stage_ends[:-1]:
-            # Decoder refinement (paper Sec. 4.2): fresh rollouts of the current composed policy, counted in the budget
-            refit_start = time.time()
+            # Decoder refinement (paper Sec. 4.2): fresh rollouts of the composed policy, counted in the budget
+            refit_start, data_seed = time.time(), args.seed + 20_000 + 1_000 * stage
             if stage_best_state is not None:  # the stage's best-evaluated policy collects the data and goes on
                 agent.load_state_dict(stage_best_state)
                 print(f"stage {stage}: the policy evaluated at {stage_best_eval:.1f} collects the decoder data", flush=True)
             num_data_envs = decoder_data_envs(decoder_data_steps, longest_episode, args.num_envs)
-            data_envs = make_vector_env(gym_id, num_data_envs, args.seed + 20_000 + 1_000 * stage)
-            data_obs, data_actions, data_returns = collect_decoder_data(
-                agent, decoder, data_envs, decoder_data_steps // num_data_envs, seed=args.seed + 20_000 + 1_000 * stage
-            )
+            steps_per_env, data_envs = decoder_data_steps // num_data_envs, make_vector_env(gym_id, num_data_envs, data_seed)
+            data_obs, data_actions, data_returns = collect_decoder_data(agent, decoder, data_envs, steps_per_env, data_seed)
             data_envs.close()
             global_step += decoder_data_steps
             recent_returns += data_returns
@@ -966,16 +947,8 @@ if __name__ == "__main__":
             if args.fresh_decoder:  # only now: the data above must come from the composed policy, old decoder included
                 decoder = DECODERS[args.decoder](obs_dim, action_dim, args.flow_steps).to(device)
             # targets are pre-squash actions, clipped as in the paper's code: tanh(3) is already 0.995 of the bound
-            train_loss, val_loss, held_out = fit_decoder(
-                decoder,
-                data_obs,
-                data_actions.clamp(-3.0, 3.0),
-                args.decoder_epochs,
-                args.decoder_batch_size,
-                args.decoder_lr,
-                args.decoder_noise_draws,
-                args.decoder_patience,
-            )
+            fit = [getattr(args, f"decoder_{name}") for name in ("epochs", "batch_size", "lr", "noise_draws", "patience")]
+            train_loss, val_loss, held_out = fit_decoder(decoder, data_obs, data_actions.clamp(-3.0, 3.0), *fit)
             if not np.isfinite(val_loss):
                 sys.exit(f"error: decoder refit diverged (train loss {train_loss}) at step {global_step}; stopping the run")
             writer.add_scalar("losses/decoder_train", train_loss, global_step)
@@ -988,7 +961,7 @@ if __name__ == "__main__":
                 writer.add_scalar(f"refit/{name}", value, global_step)
             print(
                 f"stage {stage} done: decoder refit on {len(data_obs):,} (s, a) pairs ({num_data_envs} "
-                f"env{'s' if num_data_envs > 1 else ''} x {decoder_data_steps // num_data_envs} steps from reset), "
+                f"env{'s' if num_data_envs > 1 else ''} x {steps_per_env} steps from reset), "
                 f"train loss {train_loss:.4f}, val loss {val_loss:.4f} ({time.time() - refit_start:.0f} s)\n"
                 f"refit check: {refit_summary(report)}",
                 flush=True,

@@ -19,6 +19,7 @@ composed policy the next stage starts from), next to the run's own decoder.
 
 import argparse
 import copy
+import dataclasses
 import gzip
 import os
 import pickle
@@ -65,7 +66,10 @@ def rebuilt(network, make):
 
 
 def check_ppo(state: dict, args):
-    run_args, variables = gorl_ppo.Args(**state["args"]), state["variables"]
+    # flags dropped since the state was written held the behaviour the script now always has: leave them out
+    known = {field.name for field in dataclasses.fields(gorl_ppo.Args)}
+    run_args = gorl_ppo.Args(**{name: value for name, value in state["args"].items() if name in known})
+    variables = state["variables"]
     obs_dim, action_dim = variables["envs"].single_observation_space.shape[0], variables["envs"].single_action_space.shape[0]
 
     def new_decoder(hidden=64):

@@ -599,6 +599,19 @@ def save_checkpoint(path: str, args: Args, networks: dict):
     torch.save({"script": os.path.basename(__file__), "args": vars(args), **weights}, path)
 
 
+# flags dropped since a checkpoint may have been written, each with the behaviour the script now always has
+DROPPED_FLAGS = {"reset_critic": False, "stage_lr_restart": True, "decoder_data_policy": "best"}
+
+
+def saved_run_args(saved: dict, source: str) -> dict:
+    """A checkpoint's args less the dropped flags; a run that set one otherwise cannot go on without it."""
+    for name, value in DROPPED_FLAGS.items():
+        if saved.get(name, value) != value:
+            flag = f"--{name.replace('_', '-')} {saved[name]}"
+            raise ValueError(f"{source} comes from a run with {flag}, which {os.path.basename(__file__)} no longer has")
+    return {name: value for name, value in saved.items() if name not in DROPPED_FLAGS}
+
+
 def load_checkpoint(path: str, num_episodes: int):
     """Returns (args, agent, decoder, envs): the saved run's args, its networks, and num_episodes envs to evaluate on."""
     script = os.path.basename(__file__)
@@ -609,7 +622,7 @@ def load_checkpoint(path: str, num_episodes: int):
     saved_by = checkpoint.get("script", script) if isinstance(checkpoint, dict) else "no script of this project"
     if saved_by != script:
         raise ValueError(f"--eval-checkpoint {path} was saved by {saved_by}, not {script}: evaluate it with that script")
-    saved_args = Args(**checkpoint["args"])
+    saved_args = Args(**saved_run_args(checkpoint["args"], f"--eval-checkpoint {path}"))
     envs = make_vector_env(resolve_env_id(saved_args.env_id), num_episodes, saved_args.seed + 10_000)
     obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
     agent = Agent(obs_dim, action_dim, saved_args.actor_hidden, saved_args.critic_hidden, saved_args.activation)
@@ -651,7 +664,7 @@ def load_training_state(args: Args) -> tuple:
     given = [f"--{name.replace('_', '-')}" for name in vars(args) if getattr(args, name) != getattr(Args(resume=path), name)]
     if given:
         raise ValueError(f"--resume continues the saved run with its own flags; drop {', '.join(given)}")
-    return Args(**{**state["args"], "resume": path}), state
+    return Args(**{**saved_run_args(state["args"], f"--resume {path}"), "resume": path}), state
 
 
 def restore_training_state(state: dict) -> dict:

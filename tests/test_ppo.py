@@ -260,6 +260,21 @@ def test_non_finite_loss_stops_the_run_before_the_update(script, tmp_path):
     assert result.stderr.strip() == "error: non-finite loss (nan) at step 1024; stopping before the run writes garbage"
 
 
+def test_checkpoints_from_before_a_flag_was_dropped_still_load(tmp_path):
+    """gorl_ppo.py dropped flags whose measured default it now always runs: a checkpoint that carries them at that
+    value loads as before; one that ran otherwise is refused in one line."""
+    saved = {**vars(gorl_ppo.Args(env_id="Pendulum-v1")), **gorl_ppo.DROPPED_FLAGS}
+    agent, decoder, path = gorl_ppo.Agent(obs_dim=3, action_dim=1), gorl_ppo.FlowDecoder(3, 1, 10), str(tmp_path / "model.pt")
+    torch.save({"script": "gorl_ppo.py", "args": saved, "agent": agent.state_dict(), "decoder": decoder.state_dict()}, path)
+    loaded_args, loaded_agent, _, envs = gorl_ppo.load_checkpoint(path, 1)
+    envs.close()
+    assert loaded_args.env_id == "Pendulum-v1"
+    torch.testing.assert_close(loaded_agent.state_dict(), agent.state_dict())
+    torch.save({"script": "gorl_ppo.py", "args": {**saved, "reset_critic": True}}, path)
+    with pytest.raises(ValueError, match=f"^--eval-checkpoint {path} comes from a run with --reset-critic True, which"):
+        gorl_ppo.load_checkpoint(path, 1)
+
+
 # ---------------------------------------------------------------- end-to-end runs
 
 

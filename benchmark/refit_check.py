@@ -15,6 +15,9 @@ composed policy the next stage starts from), next to the run's own decoder.
 
     python benchmark/refit_check.py runs/HopperStand__gorl_sac__1__<time>/training_state.pt \\
         --slices 490000:500000 440000:500000 --hidden 64 256
+
+With --pairs N instead, a gorl_sac.py state's composed policy collects N fresh pairs (10 envs from reset), as the
+script does at a refit, and each refit is compared with that policy by the script's refit report, on the same episodes.
 """
 
 import argparse
@@ -121,6 +124,60 @@ def check_ppo(state: dict, args):
                       f"{val_loss:.4f} ({fit_seconds:.0f} s); {gorl_ppo.refit_summary(report)}", flush=True)  # fmt: skip
 
 
+def check_sac_collect(state: dict, args):
+    """As the script refits: --pairs fresh (s, x0) pairs from the state's composed policy (stochastic latents), a decoder
+    refit on them per --hidden, and the scripts' refit report against that policy, with the action error split into the
+    get-up phase (the first 100 steps of an episode) and the rest, and each episode's deterministic return."""
+    run_args, variables = state["args"], state["variables"]
+    gym_id, seed = gorl_sac.resolve_env_id(run_args["env_id"]), run_args["seed"] + 10_000  # the run's evaluation seeds
+    obs_dim, action_dim = variables["rb"].obs.shape[1], variables["rb"].pre_squash_actions.shape[1]
+    actor = rebuilt(variables["actor"], lambda: gorl_sac.Actor(obs_dim, action_dim, run_args["hidden_size"]))
+    decoder = variables["decoder"]
+    data_envs, eval_envs = gorl_sac.make_vector_env(gym_id, 10, run_args["seed"] + 20_000), gorl_sac.make_vector_env(
+        gym_id, args.episodes, seed
+    )
+    print(f"{args.state}: stage {variables['stage']}, step {variables['global_step']:,}")
+    obs, _ = data_envs.reset(seed=run_args["seed"] + 20_000)
+    low, high = data_envs.single_action_space.low, data_envs.single_action_space.high
+    data_obs, data_x0, data_t, t = [], [], [], np.zeros(10, dtype=int)
+    torch.manual_seed(0)
+    for _ in range(args.pairs // 10):
+        with torch.no_grad():
+            x0 = decoder(torch.from_numpy(obs), actor.get_action(torch.from_numpy(obs))[0])
+        data_obs.append(torch.from_numpy(obs)), data_x0.append(x0), data_t.append(torch.from_numpy(t.copy()))
+        obs, _, terminations, truncations, _ = data_envs.step(gorl_sac.squash_to_bounds(x0.numpy(), low, high))
+        t = np.where(terminations | truncations, 0, t + 1)
+    data_obs, data_x0, data_t = torch.cat(data_obs), torch.cat(data_x0).clamp(-3.0, 3.0), torch.cat(data_t)
+    reset = copy.deepcopy(actor)
+    reset.reset_to_prior()
+    old_returns = gorl_sac.evaluate(actor, decoder, eval_envs, seed)
+    print(f"the state's policy, deterministic: {old_returns.mean():.1f}, {np.round(old_returns).astype(int).tolist()}")
+    for hidden in args.hidden:
+        refit = gorl_sac.DECODERS[run_args["decoder"]](obs_dim, action_dim, run_args["flow_steps"], hidden=hidden)
+        start = time.time()
+        torch.manual_seed(0)
+        _, val_loss, held_out = gorl_sac.fit_decoder(
+            refit, data_obs, data_x0, args.epochs or run_args["decoder_epochs"], run_args["decoder_batch_size"],
+            run_args["decoder_lr"], run_args["decoder_noise_draws"], run_args["decoder_patience"],
+        )  # fmt: skip
+        held_out = held_out[:4096]
+        with torch.no_grad():
+            states = data_obs[held_out]
+            error = torch.tanh(refit(states, torch.zeros(len(held_out), action_dim))) - torch.tanh(
+                decoder(states, actor.get_mean(states))
+            )
+        getting_up = data_t[held_out] < 100
+        phases = ", ".join(
+            f"{name} {(error[mask] ** 2).mean().sqrt():.3f} ({mask.sum()} states)"
+            for name, mask in (("first 100 steps", getting_up), ("later", ~getting_up))
+        )
+        report = gorl_sac.refit_report((actor, decoder), (reset, refit), states[:1024], eval_envs, seed)
+        new_returns = gorl_sac.evaluate(reset, refit, eval_envs, seed)
+        print(f"  {len(data_obs):,} pairs, fresh 4x{hidden} decoder: val loss {val_loss:.4f} ({time.time() - start:.0f} s); "
+              f"{gorl_sac.refit_summary(report)}\n  deterministic action error by phase: {phases}\n  deterministic "
+              f"returns after: {np.round(new_returns).astype(int).tolist()}", flush=True)  # fmt: skip
+
+
 def check_sac(state: dict, args):
     run_args, variables = state["args"], state["variables"]
     buffer = variables["rb"]
@@ -171,9 +228,10 @@ def main(argv=None):
         default=["composed"],
         help="who collects: the composed policy (latent policy and decoder), or the latent policy decoded by the identity",
     )
-    ppo.add_argument("--pairs", type=int, help="env steps of decoder data (default: the run's)")
+    p.add_argument("--pairs", type=int, help="env steps of decoder data (gorl_ppo.py default: the run's; gorl_sac.py: "
+                   "fresh pairs from the state's policy, as the script collects at a refit, instead of --slices)")  # fmt: skip
     ppo.add_argument("--lr", nargs="+", type=float, help="decoder learning rates to try (default: the run's)")
-    ppo.add_argument("--epochs", type=int, help="maximum refit epochs (default: the run's)")
+    p.add_argument("--epochs", type=int, help="maximum refit epochs (default: the run's)")
     sac = p.add_argument_group("gorl_sac.py states")
     sac.add_argument("--slices", nargs="+", type=slice_arg, help="replay-buffer slices START:STOP to refit on")
     sac.add_argument("--success", type=float, default=500.0, help="an episode counts as a success above this return")
@@ -189,9 +247,11 @@ def main(argv=None):
     if script == "gorl_ppo.py":
         check_ppo(state, args)
     elif script == "gorl_sac.py":
-        if not args.slices:
-            sys.exit("error: a gorl_sac.py state needs --slices START:STOP of its replay buffer to refit on")
-        check_sac(state, args)
+        if bool(args.slices) == bool(args.pairs):
+            sys.exit(
+                "error: a gorl_sac.py state needs either --slices START:STOP of its replay buffer or --pairs N to refit on"
+            )
+        check_sac(state, args) if args.slices else check_sac_collect(state, args)
     else:
         sys.exit(f"error: {args.state} was saved by {script}; refit_check reads gorl_ppo.py and gorl_sac.py states")
 

@@ -428,6 +428,13 @@ def test_refit_check_refits_decoders_on_buffer_slices_of_a_training_state(tmp_pa
     assert proc.returncode == 1 and re.fullmatch(
         r"error: slice 0:99999 ends past the buffer's [\d,]+ transitions\n", proc.stderr
     )
+    # --pairs: fresh pairs from the state's policy, as the script collects them at a refit, and the refit report
+    proc = subprocess.run(
+        [*check, "--pairs", "200", "--hidden", "16", "--epochs", "2"], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"200 pairs, fresh 4x16 decoder: val loss [\d.]+ .*deterministic action error [\d.]+", proc.stdout)
+    assert re.search(r"action error by phase: first 100 steps [\d.]+ \(\d+ states\), later", proc.stdout)
 
 
 def test_sps_rate_after_counts_only_the_steps_past_the_warm_up():

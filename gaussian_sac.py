@@ -2,8 +2,8 @@
 """Gaussian SAC for continuous control: the baseline of GoRL's SAC variant (arXiv 2512.02581, App. F.2), in CleanRL style.
 
 The policy is a state-conditioned Gaussian over z, the pre-squash action; the env action is rescale(tanh(z)) to the
-env's Box bounds, and the critics see the squashed action a = tanh(z) in [-1, 1]. The temperature alpha is tuned
-toward a target entropy. `diff gaussian_sac.py gorl_sac.py` shows exactly what GoRL adds to this file.
+env's Box bounds, the critics see the squashed action a = tanh(z), and the temperature alpha is tuned toward a target
+entropy. `diff gaussian_sac.py gorl_sac.py` shows what GoRL adds.
 """
 
 import copy
@@ -43,32 +43,26 @@ class Args:
     torch_threads: int = 1
     """CPU threads for torch; one is fastest for these small networks and lets a sweep run one job per core"""
     cuda: bool = True
-    """run the networks on a GPU when one is present (CleanRL's flag); the envs stay on the CPU. --no-cuda keeps
-    everything there, where runs are deterministic"""
+    """run the networks on a GPU when one is present (the envs stay on the CPU); --no-cuda runs are deterministic"""
     save_model: bool = False
-    """save a checkpoint (weights, args) to runs/{run_name}/{exp_name}.pt"""
+    """save a checkpoint (args and weights) to runs/{run_name}/{exp_name}.pt"""
     eval_checkpoint: Optional[str] = None
     """path of a saved checkpoint: evaluate it deterministically for --eval-episodes episodes instead of training"""
     checkpoint_every: int = 0
-    """env steps between training-state checkpoints, written atomically to runs/{run_name}/training_state.pt; with it on,
-    Ctrl-C, SIGTERM and SIGUSR1 (Slurm's warning) write one and stop. 0: none"""
+    """env steps between training-state checkpoints (0: none); with them on, Ctrl-C, SIGTERM and SIGUSR1 save one and stop"""
     resume: Optional[str] = None
-    """a training-state checkpoint (runs/{run_name}/training_state.pt): continue that run exactly where it stopped, with
-    its own flags, logging to its run directory"""
+    """a training-state checkpoint (runs/{run_name}/training_state.pt): continue that run exactly, with its own flags"""
 
     # Algorithm specific arguments
     env_id: str = "HopperStand"
-    """a DM Control task in the paper's CamelCase form (HopperStand, CheetahRun, BallInCup, ...), a
-    dm_control/<domain>-<task>-v0 id, or any gymnasium id with a Box action space (Pendulum-v1, Hopper-v5,
-    gorl_envs:BimodalBandit-v0)"""
+    """a DM Control task as the paper names it (HopperStand, ...), or a gymnasium Box-action id (Hopper-v5, module:Env-v0)"""
     total_timesteps: int = 1_000_000
     """total environment steps of training"""
     num_envs: int = 1
     """the number of parallel environments (stepped in one process); each vector step adds num_envs transitions"""
     action_repeat: int = 1
-    """env steps each action is held for, their rewards summed (the budget and every step count of these flags are env
-    steps). DM Control's off-policy work often uses 2; measured here on HopperStand, 2 left both SAC scripts near zero
-    return through 430k env steps (README)"""
+    """env steps each action is held for, their rewards summed (every step count of these flags is in env steps; 2 did not
+    learn HopperStand: benchmark/results/sac_hopperstand_ar2.md)"""
     buffer_size: int = 1_000_000
     """the replay memory buffer size (capped at the transitions the run collects)"""
     gamma: float = 0.99
@@ -78,14 +72,13 @@ class Args:
     batch_size: int = 256
     """the batch size of sample from the replay memory"""
     learning_starts: int = 5_000
-    """env steps of warm-up (actions drawn with z ~ N(0, I)) before learning starts"""
+    """env steps of warm-up, acting with draws from N(0, I), before learning starts"""
     policy_lr: float = 3e-4
     """the learning rate of the policy network optimizer"""
     q_lr: float = 1e-3
     """the learning rate of the Q network optimizer (and of the temperature)"""
     utd: int = 1
-    """update-to-data ratio: gradient updates of the critics per transition stored, i.e. per --action-repeat env
-    steps (the paper's SAC variant uses 20)"""
+    """update-to-data ratio: critic updates per transition stored (the paper's SAC variant uses 20)"""
     policy_frequency: int = 2
     """critic updates per actor (and temperature) update: delayed policy updates, as in TD3"""
     target_network_frequency: int = 1
@@ -111,22 +104,11 @@ class Args:
 PAPER_TASKS = ("HopperStand", "CheetahRun", "FingerSpin", "FingerTurnHard", "FishSwim", "WalkerWalk", "BallInCup")
 
 
-def dm_control_tasks() -> dict:
-    """Every DM Control suite task under its CamelCase name (hopper/stand -> HopperStand) -> its shimmy id."""
-    from dm_control import suite
-
-    def camel(name):
-        return "".join(part.capitalize() for part in name.split("_"))
-
-    tasks = {camel(domain) + camel(task): f"dm_control/{domain}-{task}-v0" for domain, task in suite.ALL_TASKS}
-    tasks["BallInCup"] = tasks["BallInCupCatch"]  # the paper's name for ball_in_cup/catch
-    return tasks
-
-
 def resolve_env_id(env_id: str) -> str:
-    """The gymnasium id of a paper task name; gymnasium ids (dm_control/*-v0 included) pass through unchanged, and
-    "module:Env-v0" ids import the module that registers Env-v0 (e.g. gorl_envs:BimodalBandit-v0)."""
+    """The gymnasium id of a DM Control task named in CamelCase (hopper/stand: HopperStand); gymnasium ids (dm_control/*-v0
+    included) pass through, and "module:Env-v0" ids import the module that registers Env-v0 (gorl_envs:BimodalBandit-v0)."""
     import shimmy  # registers the dm_control/<domain>-<task>-v0 ids
+    from dm_control import suite
 
     gym.register_envs(shimmy)
     if ":" in env_id:  # gymnasium's "module:Env-v0" form: importing the module registers the env
@@ -138,11 +120,10 @@ def resolve_env_id(env_id: str) -> str:
         if env_id not in gym.registry:
             own = [name for name, spec in gym.registry.items() if str(spec.entry_point).startswith(f"{module}:")]
             raise ValueError(f"importing {module!r} registers no {env_id!r}; it registers: {', '.join(own) or 'nothing'}")
-    tasks = dm_control_tasks()
-    if env_id in tasks:
-        return tasks[env_id]
-    if env_id in gym.registry:
-        return env_id
+    tasks = {"".join(map(str.capitalize, f"{d}_{t}".split("_"))): f"dm_control/{d}-{t}-v0" for d, t in suite.ALL_TASKS}
+    tasks["BallInCup"] = tasks["BallInCupCatch"]  # the paper's name for ball_in_cup/catch
+    if env_id in tasks or env_id in gym.registry:
+        return tasks.get(env_id, env_id)
     close = difflib.get_close_matches(env_id, list(tasks) + list(gym.registry), n=3)
     hint = f"did you mean {' or '.join(close)}? " if close else ""
     raise ValueError(
@@ -185,15 +166,13 @@ def make_env(env_id: str, seed: int, action_repeat: int = 1):
     return thunk
 
 
-def make_vector_env(
-    env_id: str, num_envs: int, seed: int, asynchronous: bool = False, action_repeat: int = 1
-) -> gym.vector.VectorEnv:
-    """num_envs copies of env_id, checked to have a bounded Box action space, recording raw episode returns."""
+def make_vector_env(env_id: str, num_envs: int, seed: int, action_repeat: int = 1) -> gym.vector.VectorEnv:
+    """num_envs copies of env_id, stepped in this process, checked to have a bounded Box action space, recording raw
+    episode returns."""
     env_fns = [make_env(env_id, seed + i, action_repeat) for i in range(num_envs)]
-    vector_env_class = gym.vector.AsyncVectorEnv if asynchronous else gym.vector.SyncVectorEnv
     # SAME_STEP autoreset: an env that finishes is reset within the same step, and its true last observation comes
     # back in infos["final_obs"], which the critic needs to bootstrap through time-limit truncations.
-    envs = vector_env_class(env_fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    envs = gym.vector.SyncVectorEnv(env_fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     space = envs.single_action_space
     if not isinstance(space, gym.spaces.Box) or not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
         envs.close()
@@ -213,8 +192,8 @@ LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
 
 class SoftQNetwork(nn.Module):
-    """num_critics independent Q(s, a) MLPs (two hidden layers, ReLU) held as stacked weights, so that each layer of all the
-    critics is one batched matmul: one call gives every critic's value, shape (num_critics, batch)."""
+    """num_critics independent soft Q-function MLPs (two hidden layers, ReLU) held as stacked weights, so that each layer of
+    all the critics is one batched matmul: one call gives every critic's value, shape (num_critics, batch)."""
 
     def __init__(self, obs_dim: int, action_dim: int, num_critics: int = 2, hidden: int = 256):
         super().__init__()
@@ -227,13 +206,12 @@ class SoftQNetwork(nn.Module):
 
     def forward(self, obs: torch.Tensor, actions: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
         """Q-values of every critic; detach_params gives gradients w.r.t. the actions only (the actor's loss)."""
-        x = torch.cat([obs, actions], -1).expand(len(self.weights[0]), -1, -1)  # every critic sees the same input
+        x = torch.cat([obs, actions], -1).expand(len(self.weights[0]), -1, -1)  # the same input for all
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
             if detach_params:
                 weight, bias = weight.detach(), bias.detach()
             if i < len(self.weights) - 1:
-                x = torch.baddbmm(bias, x, weight)  # (critics, batch, hidden)
-                x = F.relu(x)
+                x = F.relu(torch.baddbmm(bias, x, weight))  # (critics, batch, hidden)
             else:  # the width-1 output layer as a product and a sum: a matrix-vector bmm is slow on CPU, its backward more so
                 x = (x * weight.transpose(1, 2)).sum(-1) + bias.squeeze(-1)
         return x
@@ -327,8 +305,8 @@ def update_critics(qf: SoftQNetwork, qf_target: SoftQNetwork, q_optimizer, actor
 
 
 def q_range_warning(critic_means: list, rewards: np.ndarray, soft_bonus: float, gamma: float) -> Optional[str]:
-    """A warning line when a critic's mean Q leaves the range a soft value can take, None inside it. Every step adds
-    a reward within those seen so far plus gamma * soft_bonus (the entropy bonus -alpha log pi; its batch mean at the
+    """A warning line when a critic's mean Q leaves the range a soft value can take, None inside it. Every step adds a
+    reward within those seen so far plus gamma * soft_bonus (the policy's term of the soft target, its batch mean at the
     current alpha), so a true value lies in [lowest, highest] of that sum over 1 - gamma. The margin (10% of that range
     plus 10% of 1 / (1 - gamma)) keeps noise quiet while all rewards are still zero."""
     low = (rewards.min() + min(0.0, gamma * soft_bonus)) / (1.0 - gamma)
@@ -362,13 +340,11 @@ def log_episodes(writer: SummaryWriter, infos: dict, global_step: int) -> list:
 
 
 def step_envs(envs: gym.vector.VectorEnv, rb: ReplayBuffer, writer: SummaryWriter, obs, z, actions, global_step: int):
-    """One vector step with the pre-squash actions z, rescaled to the bounds. The transitions join the replay buffer with their
-    squashed actions, which the critics take, the true last observation of a finished episode, and terminations only as the
-    done flag (a truncated episode's last state is not terminal). Returns the next observations and the finished episodes'
-    returns."""
-    next_obs, rewards, terminations, truncations, infos = envs.step(
-        squash_to_bounds(z, envs.single_action_space.low, envs.single_action_space.high)
-    )
+    """One vector step with the pre-squash actions z, rescaled to the bounds. The transitions join the replay buffer with the
+    actions the critics take, the true last observation of a finished episode, and terminations as the only done flag (a
+    time limit is not a terminal state). Returns the next observations and the finished episodes' returns."""
+    space = envs.single_action_space
+    next_obs, rewards, terminations, truncations, infos = envs.step(squash_to_bounds(z, space.low, space.high))
     rb.add(obs, real_next_obs(next_obs, terminations, truncations, infos), actions, rewards, terminations)
     return next_obs, log_episodes(writer, infos, global_step)
 
@@ -388,44 +364,24 @@ def evaluate(agent: Actor, envs: gym.vector.VectorEnv, seed: int) -> np.ndarray:
     return returns
 
 
-POSITIVE_FLAGS = (
-    "num_envs",
-    "action_repeat",
-    "buffer_size",
-    "batch_size",
-    "utd",
-    "policy_frequency",
-    "target_network_frequency",
-    "log_every",
-    "eval_every",
-    "eval_episodes",
-    "torch_threads",
-    "hidden_size",
-)
+POSITIVE_FLAGS = ("num_envs", "action_repeat", "buffer_size", "batch_size", "utd", "policy_frequency", "hidden_size")
+POSITIVE_FLAGS += ("target_network_frequency", "log_every", "eval_every", "eval_episodes", "torch_threads")
 
-# float flags: (low, high, whether low itself is allowed, whether high is); every value must be finite
-FLOAT_RANGES = {
-    "policy_lr": (0.0, np.inf, False, False),
-    "q_lr": (0.0, np.inf, False, False),
-    "gamma": (0.0, 1.0, True, False),  # a soft value is finite only for gamma < 1
-    "tau": (0.0, 1.0, False, True),
-    "alpha": (0.0, np.inf, True, False),
-}
+# float flags: the interval of valid values, as the error states it (every value must be finite; None, unset, passes);
+# gamma < 1, as a soft value is finite only then
+FLOAT_RANGES = {"policy_lr": "(0, inf)", "q_lr": "(0, inf)", "gamma": "[0, 1)", "tau": "(0, 1]", "alpha": "[0, inf)"}
+INTERVALS = {"(0, inf)": lambda x: 0 < x, "[0, inf)": lambda x: 0 <= x, "[0, 1)": lambda x: 0 <= x < 1}
+INTERVALS["(0, 1]"] = lambda x: 0 < x <= 1
 
 
 def check_args(args: Args):
     """One-line errors for flag values that no run can use (the budget is checked once the stages are known)."""
     for name in POSITIVE_FLAGS:
-        if getattr(args, name) is not None and getattr(args, name) < 1:
+        if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    for name, (low, high, low_allowed, high_allowed) in FLOAT_RANGES.items():
+    for name, interval in FLOAT_RANGES.items():
         value = getattr(args, name)
-        if value is None:  # an optional flag left unset
-            continue
-        above_low = low <= value if low_allowed else low < value
-        below_high = value <= high if high_allowed else value < high
-        if not (np.isfinite(value) and above_low and below_high):
-            interval = f"{'[' if low_allowed else '('}{low:g}, {high:g}{']' if high_allowed else ')'}"
+        if value is not None and not (np.isfinite(value) and INTERVALS[interval](value)):
             raise ValueError(f"--{name.replace('_', '-')} must be a finite number in {interval}, got {value}")
     if args.checkpoint_every < 0:
         raise ValueError(
@@ -433,29 +389,27 @@ def check_args(args: Args):
         )
 
 
-def save_checkpoint(path: str, args: Args, actor: Actor, qf: SoftQNetwork):
-    """Everything needed to act again (args: env id, architecture; actor weights), and the critics."""
-    torch.save(
-        {"script": os.path.basename(__file__), "args": vars(args), "actor": actor.state_dict(), "qf": qf.state_dict()}, path
-    )
+def save_checkpoint(path: str, args: Args, networks: dict):
+    """Everything needed to act again: args (env id, architecture) and weights (the critics' too)."""
+    weights = {name: network.state_dict() for name, network in networks.items()}
+    torch.save({"script": os.path.basename(__file__), "args": vars(args), **weights}, path)
 
 
-# flags that were measured and dropped; checkpoints saved before carry them, off unless the run turned them on
-DROPPED_FLAGS = ("normalize_obs", "critic_layer_norm")
+# flags dropped since a checkpoint may have been written, each with the behaviour the script now always has
+DROPPED_FLAGS = {"normalize_obs": False, "critic_layer_norm": False}
 
 
 def saved_run_args(saved: dict, source: str) -> dict:
-    """A checkpoint's args less the dropped flags; a run that turned one on cannot be continued or evaluated without it."""
-    for name in DROPPED_FLAGS:
-        if saved.get(name):
-            raise ValueError(
-                f"{source} comes from a run with --{name.replace('_', '-')}, which {os.path.basename(__file__)} no longer has"
-            )
+    """A checkpoint's args less the dropped flags; a run that set one otherwise cannot go on without it."""
+    for name, value in DROPPED_FLAGS.items():
+        if saved.get(name, value) != value:
+            flag = f"--{name.replace('_', '-')} {saved[name]}"
+            raise ValueError(f"{source} comes from a run with {flag}, which {os.path.basename(__file__)} no longer has")
     return {name: value for name, value in saved.items() if name not in DROPPED_FLAGS}
 
 
 def load_checkpoint(path: str, num_episodes: int):
-    """Returns (args, actor, envs): the saved run's args, its actor, and num_episodes envs to evaluate it on."""
+    """The saved run's args, the networks its policy acts with, and num_episodes envs to evaluate it on."""
     script = os.path.basename(__file__)
     try:
         checkpoint = torch.load(path, weights_only=False, map_location="cpu")
@@ -464,8 +418,7 @@ def load_checkpoint(path: str, num_episodes: int):
     saved_by = checkpoint.get("script", script) if isinstance(checkpoint, dict) else "no script of this project"
     if saved_by != script:
         raise ValueError(f"--eval-checkpoint {path} was saved by {saved_by}, not {script}: evaluate it with that script")
-    # checkpoints from before --action-repeat used 1
-    saved_args = Args(**{"action_repeat": 1, **saved_run_args(checkpoint["args"], f"--eval-checkpoint {path}")})
+    saved_args = Args(**saved_run_args(checkpoint["args"], f"--eval-checkpoint {path}"))
     envs = make_vector_env(
         resolve_env_id(saved_args.env_id), num_episodes, saved_args.seed + 10_000, action_repeat=saved_args.action_repeat
     )
@@ -475,43 +428,27 @@ def load_checkpoint(path: str, num_episodes: int):
     return saved_args, actor, envs
 
 
-def mujoco_states(envs: gym.vector.VectorEnv) -> list:
-    """The full MuJoCo integration state of each of gymnasium's own MuJoCo envs (Hopper-v5, ...), which pickle by
-    re-creating themselves and so lose it, with its RNG; None for an env that pickles whole (DM Control's do)."""
-    states, spec = [], mujoco.mjtState.mjSTATE_INTEGRATION
-    for env in envs.unwrapped.envs:
-        env = env.unwrapped
-        if isinstance(env, MujocoEnv):
-            physics = np.empty(mujoco.mj_stateSize(env.model, spec))
-            mujoco.mj_getState(env.model, env.data, physics, spec)
-            states.append((physics, env.np_random))
-        else:
-            states.append(None)
-    return states
-
-
 def save_training_state(path: str, run_name: str, args: Args, variables: dict):
-    """Write the whole training state atomically: to a temporary file that is renamed over `path` once complete, so an
-    interruption while writing leaves the previous checkpoint intact. `variables` (networks, optimisers, buffers, the
-    envs mid-episode, counters) are pickled together, so the references they share (an optimiser's and its network's
-    parameters) survive. gzip: a DM Control env pickles its MuJoCo model and arena (12 MB each in a 32-env vector env),
-    which compress ~17x."""
-    state = {
-        "script": os.path.basename(__file__),
-        "run_name": run_name,
-        "args": vars(args),
-        "variables": variables,
-        "mujoco": mujoco_states(variables["envs"]),
-        "rng": (random.getstate(), np.random.get_state(), torch.get_rng_state()),
-    }
+    """Write the loop's variables (networks, optimisers, the envs mid-episode, counters), pickled together so that shared
+    references survive, with the RNG streams and the physics of gymnasium's MuJoCo envs (Hopper-v5, ...), which pickle by
+    re-creating themselves (DM Control's pickle whole). Atomic: a temporary file is renamed over path once complete, so an
+    interruption leaves the previous checkpoint. gzip: DM Control envs pickle their MuJoCo model and arena."""
+    spec, physics = mujoco.mjtState.mjSTATE_INTEGRATION, []  # per env: (its physics, its RNG), or None
+    for env in (env.unwrapped for env in variables["envs"].unwrapped.envs):
+        physics.append((np.empty(mujoco.mj_stateSize(env.model, spec)), env.np_random) if isinstance(env, MujocoEnv) else None)
+        if physics[-1]:
+            mujoco.mj_getState(env.model, env.data, physics[-1][0], spec)
+    state = {"script": os.path.basename(__file__), "run_name": run_name, "args": vars(args), "variables": variables}
+    state |= {"mujoco": physics, "rng": (random.getstate(), np.random.get_state(), torch.get_rng_state())}
     with gzip.open(f"{path}.tmp", "wb", compresslevel=1) as f:
         cloudpickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)  # cloudpickle: gymnasium's wrappers hold lambdas
     os.replace(f"{path}.tmp", path)
 
 
-def load_training_state(path: str) -> dict:
-    """A checkpoint of save_training_state, checked to come from this script; restore_training_state continues it."""
-    script = os.path.basename(__file__)
+def load_training_state(args: Args) -> tuple:
+    """(args, state) of the run that the checkpoint args.resume continues with its own flags, so other flags are refused;
+    the checkpoint must be this script's. restore_training_state puts the state back."""
+    path, script = args.resume, os.path.basename(__file__)
     try:
         with gzip.open(path, "rb") as f:
             state = pickle.load(f)
@@ -520,27 +457,27 @@ def load_training_state(path: str) -> dict:
     saved_by = state.get("script") if isinstance(state, dict) else "no script of this project"
     if saved_by != script:
         raise ValueError(f"--resume {path} was saved by {saved_by}, not {script}: resume it with that script")
-    return state
+    given = [f"--{name.replace('_', '-')}" for name in vars(args) if getattr(args, name) != getattr(Args(resume=path), name)]
+    if given:
+        raise ValueError(f"--resume continues the saved run with its own flags; drop {', '.join(given)}")
+    return Args(**{**saved_run_args(state["args"], f"--resume {path}"), "resume": path}), state
 
 
 def restore_training_state(state: dict) -> dict:
-    """Put the RNG streams and gymnasium MuJoCo envs' physics back as they were; returns the loop's variables."""
-    spec = mujoco.mjtState.mjSTATE_INTEGRATION
+    """Put the RNG streams and gymnasium MuJoCo envs' physics back as they were saved; returns the loop's variables."""
     for env, saved in zip(state["variables"]["envs"].unwrapped.envs, state["mujoco"]):
         if saved is not None:
             physics, env.unwrapped.np_random = saved
-            mujoco.mj_setState(env.unwrapped.model, env.unwrapped.data, physics, spec)
+            mujoco.mj_setState(env.unwrapped.model, env.unwrapped.data, physics, mujoco.mjtState.mjSTATE_INTEGRATION)
             mujoco.mj_forward(env.unwrapped.model, env.unwrapped.data)
-    python_rng, numpy_rng, torch_rng = state["rng"]
-    random.setstate(python_rng)
-    np.random.set_state(numpy_rng)
-    torch.set_rng_state(torch_rng)
+    for set_state, saved in zip((random.setstate, np.random.set_state, torch.set_rng_state), state["rng"]):
+        set_state(saved)
     return state["variables"]
 
 
 def stop_requests() -> list:
-    """Catch Ctrl-C, SIGTERM (Slurm's preemption and time limit) and SIGUSR1 (Slurm's --signal warning): each is
-    noted in the returned list, for the loop to checkpoint and stop at the next iteration; a second Ctrl-C stops at once."""
+    """Note Ctrl-C, SIGTERM (Slurm's preemption) and SIGUSR1 (Slurm's warning) in the returned list, for the loop to
+    checkpoint and stop at its next iteration; a second Ctrl-C stops at once."""
     requests = []
 
     def request_stop(signum, frame):
@@ -551,15 +488,6 @@ def stop_requests() -> list:
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
         signal.signal(signum, request_stop)
     return requests
-
-
-def resumed_args(args: Args, state: dict) -> Args:
-    """The args of the run that a training-state checkpoint continues; flags given beside --resume are refused."""
-    given = [name for name in vars(args) if name != "resume" and getattr(args, name) != getattr(Args(), name)]
-    if given:
-        flags = ", ".join(f"--{name.replace('_', '-')}" for name in given)
-        raise ValueError(f"--resume continues the saved run with its own flags; drop {flags}")
-    return Args(**{**saved_run_args(state["args"], f"--resume {args.resume}"), "resume": args.resume})
 
 
 if __name__ == "__main__":
@@ -573,9 +501,7 @@ if __name__ == "__main__":
                 f"{saved_args.env_id}: deterministic return {returns.mean():.2f} +- {returns.std():.2f} over {len(returns)} episodes"
             )
             sys.exit(0)
-        resumed = load_training_state(args.resume) if args.resume else None
-        if resumed:
-            args = resumed_args(args, resumed)
+        args, resumed = load_training_state(args) if args.resume else (args, None)
         gym_id = resolve_env_id(args.env_id)
         steps_per_iteration = args.num_envs * args.action_repeat  # env steps of one vector step
         args.num_iterations = args.total_timesteps // steps_per_iteration
@@ -625,9 +551,8 @@ if __name__ == "__main__":
     a_optimizer = optim.Adam([log_alpha], lr=args.q_lr)
 
     # ALGO Logic: Storage setup
-    rb = ReplayBuffer(
-        min(args.buffer_size, args.total_timesteps // args.action_repeat), obs_dim, action_dim, args.seed, device
-    )
+    buffer_size = min(args.buffer_size, args.total_timesteps // args.action_repeat)  # at most what the run collects
+    rb = ReplayBuffer(buffer_size, obs_dim, action_dim, args.seed, device)
 
     # TRY NOT TO MODIFY: start the game
     global_step = 0
@@ -639,11 +564,10 @@ if __name__ == "__main__":
     next_checkpoint, start_iteration, training_seconds = args.checkpoint_every, 1, 0.0
     obs, _ = envs.reset(seed=args.seed)
     # the training state: every variable of the loop that outlives an iteration (--checkpoint-every, --resume)
-    LOOP_STATE = (
-        "actor qf qf_target q_params q_target_params q_optimizer actor_optimizer log_alpha alpha a_optimizer rb envs obs "
-        "global_step num_updates next_eval next_log last_eval last_eval_step q_was_out_of_range recent_returns q_values "
-        "qf_losses qf_loss actor_loss alpha_loss log_pi next_checkpoint start_iteration training_seconds"
-    ).split()
+    LOOP_STATE = "actor qf qf_target q_params q_target_params q_optimizer actor_optimizer log_alpha alpha a_optimizer".split()
+    LOOP_STATE += "rb envs obs global_step num_updates next_eval next_log last_eval last_eval_step q_was_out_of_range".split()
+    LOOP_STATE += "recent_returns q_values qf_losses qf_loss actor_loss alpha_loss next_checkpoint start_iteration".split()
+    LOOP_STATE += "training_seconds log_pi".split()
     if resumed:  # every one of them as the checkpoint left it, the envs mid-episode and the RNG streams included
         envs.close()
         globals().update(restore_training_state(resumed))
@@ -758,7 +682,7 @@ if __name__ == "__main__":
     )
     if args.save_model:
         model_path = f"{run_dir}/{args.exp_name}.pt"
-        save_checkpoint(model_path, args, actor, qf)
+        save_checkpoint(model_path, args, {"actor": actor, "qf": qf})
         print(
             f"model saved to {model_path}; evaluate it with: python {os.path.basename(__file__)} --eval-checkpoint {model_path}"
         )

@@ -1,13 +1,12 @@
 # docs and experiment results: README.md
 """GoRL-SAC: generative online RL (Zhang et al., arXiv 2512.02581, App. F.2) with a SAC latent optimiser, in CleanRL style.
 
-SAC runs on the latent MDP: the actor pi_theta(eps|s) is an unsquashed Gaussian over eps (action-sized), the critics
-are Q(s, eps), and a flow-matching decoder g_phi(s, eps), which no gradient reaches, turns eps into the pre-squash
-action z; the env action is rescale(tanh(z)). KL(pi_theta(.|s) || N(0, I)) takes the place of the negative entropy in
-the actor's loss and in the soft target, and alpha is tuned toward a target KL. Training runs in stages: at each
-stage end the decoder is refit on fresh rollouts to map the FIXED prior N(0, I) to the current policy's actions, the
-actor restarts at exactly N(0, I), and the replay buffer is relabelled into the new decoder's latents (see
-invert_decoder). Stage 0's decoder is the identity. `diff gaussian_sac.py gorl_sac.py` shows exactly what GoRL adds.
+SAC on the latent MDP: the actor pi_theta(eps|s) is an unsquashed Gaussian over eps, the critics are Q(s, eps), KL to
+N(0, I) replaces the negative entropy, and alpha is tuned toward a target KL. A generative decoder g_phi(s, eps), which
+no gradient reaches and which is the identity in stage 0, turns eps into the pre-squash action z; the env action is
+rescale(tanh(z)). At each stage end the decoder is refit on fresh rollouts to map the FIXED prior N(0, I) to the
+policy's actions, the actor restarts at N(0, I), and the replay buffer is relabelled into the new decoder's latents.
+`diff gaussian_sac.py gorl_sac.py` shows what GoRL adds.
 """
 
 import copy
@@ -47,32 +46,26 @@ class Args:
     torch_threads: int = 1
     """CPU threads for torch; one is fastest for these small networks and lets a sweep run one job per core"""
     cuda: bool = True
-    """run the networks on a GPU when one is present (CleanRL's flag); the envs stay on the CPU. --no-cuda keeps
-    everything there, where runs are deterministic"""
+    """run the networks on a GPU when one is present (the envs stay on the CPU); --no-cuda runs are deterministic"""
     save_model: bool = False
-    """save a checkpoint (weights, decoder, args) to runs/{run_name}/{exp_name}.pt"""
+    """save a checkpoint (args and weights) to runs/{run_name}/{exp_name}.pt"""
     eval_checkpoint: Optional[str] = None
     """path of a saved checkpoint: evaluate it deterministically for --eval-episodes episodes instead of training"""
     checkpoint_every: int = 0
-    """env steps between training-state checkpoints, written atomically to runs/{run_name}/training_state.pt; with it on,
-    Ctrl-C, SIGTERM and SIGUSR1 (Slurm's warning) write one and stop. 0: none"""
+    """env steps between training-state checkpoints (0: none); with them on, Ctrl-C, SIGTERM and SIGUSR1 save one and stop"""
     resume: Optional[str] = None
-    """a training-state checkpoint (runs/{run_name}/training_state.pt): continue that run exactly where it stopped, with
-    its own flags, logging to its run directory"""
+    """a training-state checkpoint (runs/{run_name}/training_state.pt): continue that run exactly, with its own flags"""
 
     # Algorithm specific arguments
     env_id: str = "HopperStand"
-    """a DM Control task in the paper's CamelCase form (HopperStand, CheetahRun, BallInCup, ...), a
-    dm_control/<domain>-<task>-v0 id, or any gymnasium id with a Box action space (Pendulum-v1, Hopper-v5,
-    gorl_envs:BimodalBandit-v0)"""
+    """a DM Control task as the paper names it (HopperStand, ...), or a gymnasium Box-action id (Hopper-v5, module:Env-v0)"""
     total_timesteps: int = 1_000_000
     """total environment steps of training"""
     num_envs: int = 1
     """the number of parallel environments (stepped in one process); each vector step adds num_envs transitions"""
     action_repeat: int = 1
-    """env steps each action is held for, their rewards summed (the budget and every step count of these flags are env
-    steps). DM Control's off-policy work often uses 2; measured here on HopperStand, 2 left both SAC scripts near zero
-    return through 430k env steps (README)"""
+    """env steps each action is held for, their rewards summed (every step count of these flags is in env steps; 2 did not
+    learn HopperStand: benchmark/results/sac_hopperstand_ar2.md)"""
     buffer_size: int = 1_000_000
     """the replay memory buffer size (capped at the transitions the run collects)"""
     gamma: float = 0.99
@@ -82,14 +75,13 @@ class Args:
     batch_size: int = 256
     """the batch size of sample from the replay memory"""
     learning_starts: int = 5_000
-    """env steps of warm-up (latents drawn from the prior N(0, I)) before learning starts (stage 0 only)"""
+    """env steps of warm-up, acting with draws from N(0, I), before learning starts"""
     policy_lr: float = 3e-4
     """the learning rate of the policy network optimizer"""
     q_lr: float = 1e-3
     """the learning rate of the Q network optimizer (and of the temperature)"""
     utd: int = 1
-    """update-to-data ratio: gradient updates of the critics per transition stored, i.e. per --action-repeat env
-    steps (the paper's SAC variant uses 20)"""
+    """update-to-data ratio: critic updates per transition stored (the paper's SAC variant uses 20)"""
     policy_frequency: int = 2
     """critic updates per actor (and temperature) update: delayed policy updates, as in TD3"""
     target_network_frequency: int = 1
@@ -117,14 +109,12 @@ class Args:
     flow_steps: int = 10
     """sampling steps of the decoder from t=1 (x=eps) to t=0 (x=pre-squash action)"""
     decoder_data_steps: Optional[int] = None
-    """fresh env steps of the current policy collected to refit the decoder at each stage end, counted in the budget
-    (they join the replay buffer too); None: 5% of --total-timesteps, at least 1,000. On HopperStand 1% (10 episodes at
-    1M) left the refit decoder, fed the prior, standing up in 4-5 of 10 episodes where stage 0 stood in ~9 (README)"""
+    """fresh env steps of the policy to refit the decoder on at each stage end, in the budget and the replay buffer; None:
+    5% of --total-timesteps, at least 1,000 (1% was too little: benchmark/results/sac_hopperstand_refit.md)"""
     decoder_epochs: int = 100
     """maximum epochs of each decoder refit"""
     decoder_batch_size: int = 512
-    """minibatch size of the decoder refit (the paper's 8192 with rate 3e-4 suits its 512k-pair refits; on a few thousand
-    pairs that makes too few gradient steps and leaves the decoder far from fit, measured on Pendulum-v1)"""
+    """minibatch size of the decoder refit (the paper's 8192 suits its 512k-pair refits, too few steps on a few thousand)"""
     decoder_lr: float = 1e-3
     """learning rate of the decoder refit"""
     decoder_noise_draws: int = 8
@@ -142,22 +132,11 @@ class Args:
 PAPER_TASKS = ("HopperStand", "CheetahRun", "FingerSpin", "FingerTurnHard", "FishSwim", "WalkerWalk", "BallInCup")
 
 
-def dm_control_tasks() -> dict:
-    """Every DM Control suite task under its CamelCase name (hopper/stand -> HopperStand) -> its shimmy id."""
-    from dm_control import suite
-
-    def camel(name):
-        return "".join(part.capitalize() for part in name.split("_"))
-
-    tasks = {camel(domain) + camel(task): f"dm_control/{domain}-{task}-v0" for domain, task in suite.ALL_TASKS}
-    tasks["BallInCup"] = tasks["BallInCupCatch"]  # the paper's name for ball_in_cup/catch
-    return tasks
-
-
 def resolve_env_id(env_id: str) -> str:
-    """The gymnasium id of a paper task name; gymnasium ids (dm_control/*-v0 included) pass through unchanged, and
-    "module:Env-v0" ids import the module that registers Env-v0 (e.g. gorl_envs:BimodalBandit-v0)."""
+    """The gymnasium id of a DM Control task named in CamelCase (hopper/stand: HopperStand); gymnasium ids (dm_control/*-v0
+    included) pass through, and "module:Env-v0" ids import the module that registers Env-v0 (gorl_envs:BimodalBandit-v0)."""
     import shimmy  # registers the dm_control/<domain>-<task>-v0 ids
+    from dm_control import suite
 
     gym.register_envs(shimmy)
     if ":" in env_id:  # gymnasium's "module:Env-v0" form: importing the module registers the env
@@ -169,11 +148,10 @@ def resolve_env_id(env_id: str) -> str:
         if env_id not in gym.registry:
             own = [name for name, spec in gym.registry.items() if str(spec.entry_point).startswith(f"{module}:")]
             raise ValueError(f"importing {module!r} registers no {env_id!r}; it registers: {', '.join(own) or 'nothing'}")
-    tasks = dm_control_tasks()
-    if env_id in tasks:
-        return tasks[env_id]
-    if env_id in gym.registry:
-        return env_id
+    tasks = {"".join(map(str.capitalize, f"{d}_{t}".split("_"))): f"dm_control/{d}-{t}-v0" for d, t in suite.ALL_TASKS}
+    tasks["BallInCup"] = tasks["BallInCupCatch"]  # the paper's name for ball_in_cup/catch
+    if env_id in tasks or env_id in gym.registry:
+        return tasks.get(env_id, env_id)
     close = difflib.get_close_matches(env_id, list(tasks) + list(gym.registry), n=3)
     hint = f"did you mean {' or '.join(close)}? " if close else ""
     raise ValueError(
@@ -216,15 +194,13 @@ def make_env(env_id: str, seed: int, action_repeat: int = 1):
     return thunk
 
 
-def make_vector_env(
-    env_id: str, num_envs: int, seed: int, asynchronous: bool = False, action_repeat: int = 1
-) -> gym.vector.VectorEnv:
-    """num_envs copies of env_id, checked to have a bounded Box action space, recording raw episode returns."""
+def make_vector_env(env_id: str, num_envs: int, seed: int, action_repeat: int = 1) -> gym.vector.VectorEnv:
+    """num_envs copies of env_id, stepped in this process, checked to have a bounded Box action space, recording raw
+    episode returns."""
     env_fns = [make_env(env_id, seed + i, action_repeat) for i in range(num_envs)]
-    vector_env_class = gym.vector.AsyncVectorEnv if asynchronous else gym.vector.SyncVectorEnv
     # SAME_STEP autoreset: an env that finishes is reset within the same step, and its true last observation comes
     # back in infos["final_obs"], which the critic needs to bootstrap through time-limit truncations.
-    envs = vector_env_class(env_fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    envs = gym.vector.SyncVectorEnv(env_fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     space = envs.single_action_space
     if not isinstance(space, gym.spaces.Box) or not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
         envs.close()
@@ -243,30 +219,18 @@ def squash_to_bounds(z: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.nda
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
 
-# the decoder's observation statistics (the actor and the critics see raw observations, as in gaussian_sac.py)
-class RunningMeanStd(nn.Module):
-    """Running mean and variance of observations, kept as buffers so that they are saved with the model."""
+class ObsNormalizer(nn.Module):
+    """The decoder's observation statistics, set by fit_decoder from each refit's data and saved with the decoder (the
+    actor and the critics see raw observations, as in gaussian_sac.py)."""
 
-    def __init__(self, shape: int, clip: float = 10.0):
+    def __init__(self, shape: int):
         super().__init__()
-        self.clip = clip
         self.register_buffer("mean", torch.zeros(shape))
         self.register_buffer("var", torch.ones(shape))
-        self.register_buffer("count", torch.tensor(1e-4, dtype=torch.float64))
-
-    @torch.no_grad()
-    def update(self, x: torch.Tensor):
-        """Merge the statistics of a batch (parallel algorithm of Chan et al.)."""
-        batch_mean, batch_var, batch_count = x.mean(0), x.var(0, unbiased=False), x.shape[0]
-        delta = batch_mean - self.mean
-        total = self.count + batch_count
-        self.mean += delta * (batch_count / total).float()
-        m2 = self.var * self.count.float() + batch_var * batch_count + delta**2 * (self.count * batch_count / total).float()
-        self.var.copy_(m2 / total.float())
-        self.count.copy_(total)
+        self.register_buffer("count", torch.tensor(1e-4, dtype=torch.float64))  # unused; saved decoders hold it
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.clamp((x - self.mean) / torch.sqrt(self.var + 1e-8), -self.clip, self.clip)
+        return torch.clamp((x - self.mean) / torch.sqrt(self.var + 1e-8), -10.0, 10.0)
 
 
 def prior_kl(mean: torch.Tensor, logstd: torch.Tensor) -> torch.Tensor:
@@ -274,34 +238,22 @@ def prior_kl(mean: torch.Tensor, logstd: torch.Tensor) -> torch.Tensor:
     return (0.5 * (mean**2 + torch.exp(2 * logstd) - 1) - logstd).sum(-1)
 
 
-def stage_fractions(num_stages: int) -> np.ndarray:
-    """Budget share of each stage: the first half of the stages weigh twice the rest (paper: 60M/60M/30M/30M)."""
-    weights = np.array([2.0 if stage < num_stages // 2 else 1.0 for stage in range(num_stages)])
-    return weights / weights.sum()
-
-
 class FlowDecoder(nn.Module):
-    """Conditional flow-matching decoder g_phi(s, z) (paper Sec. 4.2): a velocity field v(s, x_t, t) integrated
-    from t=1, where x = z, to t=0, where x is the pre-squash action. It keeps its own observation statistics,
-    frozen at each refit, so that PPO's changing statistics never move the decoder.
-
-    Sampling takes flow_steps steps of size step_sizes[k] from t_k = 1 - k / flow_steps, -1 / flow_steps each for the
-    flow; DiffusionDecoder changes both. The flow's step is the midpoint rule, two velocity evaluations: the paper's
-    first-order Euler steps narrow what they decode, and each refit would hand the next stage a narrower policy (fit
-    on Gaussians, 10 Euler steps decode 0.77-0.89 of their std, 10 midpoint steps 0.96-1.04: benchmark/integrator_check.py)."""
+    """Conditional flow-matching decoder g_phi(s, eps) (paper Sec. 4.2): a velocity field v(s, x_t, t) integrated in
+    flow_steps steps of step_sizes from t=1, where x = eps, to t=0, where x is the pre-squash action. Midpoint steps, not
+    the paper's Euler steps: those narrow what they decode, so each refit would hand the next stage a narrower policy
+    (benchmark/integrator_check.py)."""
 
     def __init__(self, obs_dim: int, action_dim: int, flow_steps: int, hidden: int = 64, time_dim: int = 8):
         super().__init__()
         self.flow_steps = flow_steps
-        self.obs_rms = RunningMeanStd(obs_dim)
+        self.obs_rms = ObsNormalizer(obs_dim)
         self.register_buffer("frequencies", 2.0 ** torch.arange(time_dim // 2) * torch.pi)
         step_times = 1.0 - torch.arange(flow_steps, dtype=torch.float64) / flow_steps
         self.register_buffer("step_times", step_times.float(), persistent=False)
         self.register_buffer("step_sizes", torch.full((flow_steps,), -1.0 / flow_steps), persistent=False)
-        layers, width = [], obs_dim + action_dim + time_dim
-        for _ in range(4):
-            layers += [nn.Linear(width, hidden), nn.SiLU()]
-            width = hidden
+        width = obs_dim + action_dim + time_dim
+        layers = [layer for i in range(4) for layer in (nn.Linear(hidden if i else width, hidden), nn.SiLU())]
         self.velocity = nn.Sequential(*layers, nn.Linear(hidden, action_dim))
         # a zero output layer makes v = 0, so the steps leave x unchanged: stage 0's decoder is exactly a = z
         nn.init.zeros_(self.velocity[-1].weight)
@@ -331,14 +283,13 @@ class FlowDecoder(nn.Module):
 
 
 class DiffusionDecoder(FlowDecoder):
-    """GoRL-Diff's decoder: a denoising diffusion model sampled by deterministic DDIM (eta = 0) from x = z at t = 1
-    to the pre-squash action at t = 0. alpha_bar follows improved DDPM's cosine schedule (s = 0.008) over the first
-    official release's range, from 0.024 at t = 1 to 1 at t = 0. (The later release starts at 1e-3: its first DDIM
-    step then multiplies the network's error by 9, and measured here that folds the map z -> a, so the SAC
-    variant's relabelling cannot invert it; from 0.024 the factor is 0.9.) DDIM's step x_{k+1} = r_k x_k + c_k eps_hat,
-    with r_k = sqrt(ab_{k+1} / ab_k) and c_k = sqrt(1 - ab_{k+1}) - r_k sqrt(1 - ab_k), is taken in the epsilon-delta
-    form x_{k+1} = x_k + c_k delta with delta = eps_hat + (r_k - 1) x_k / c_k, and the network predicts delta: a zero
-    output layer is exactly a = z, and delta's squared error equals that of the noise prediction eps_hat, DDPM's loss."""
+    """GoRL-Diff's decoder: denoising diffusion sampled by deterministic DDIM (eta = 0) from x = eps at t = 1 to the
+    pre-squash action at t = 0, alpha_bar on improved DDPM's cosine schedule (s = 0.008) from 0.024 at t = 1, as in the
+    first official release, to 1 at t = 0 (from the later release's 1e-3 the first step can fold the map eps -> a beyond
+    what relabelling inverts: benchmark/results/diffusion_schedule.md). DDIM's step x_{k+1} = r_k x_k + c_k eps_hat,
+    r_k = sqrt(ab_{k+1} / ab_k), c_k = sqrt(1 - ab_{k+1}) - r_k sqrt(1 - ab_k), is taken as x_{k+1} = x_k + c_k delta
+    with delta = eps_hat + (r_k - 1) x_k / c_k, which the network predicts: a zero output layer is exactly a = eps, and
+    delta's squared error is that of the noise prediction eps_hat, DDPM's loss."""
 
     def __init__(self, obs_dim: int, action_dim: int, flow_steps: int, hidden: int = 64, time_dim: int = 8):
         super().__init__(obs_dim, action_dim, flow_steps, hidden, time_dim)
@@ -439,15 +390,8 @@ def invert_decoder(decoder: FlowDecoder, obs: torch.Tensor, x0: torch.Tensor, it
 
 
 class SoftQNetwork(nn.Module):
-    """num_critics independent Q(s, eps) MLPs (two hidden layers, ReLU) held as stacked weights, so that each layer of all the
-    critics is one batched matmul: one call gives every critic's value, shape (num_critics, batch).
-
-    The critics see the latent through tanh. App. F.2 only asks for a critic on the latent MDP, and any bijection of
-    eps is one; a bounded one matters. On raw eps, latents far past |eps| ~ 3 all decode to one saturated action, yet a
-    linear layer extrapolates there and the actor follows its slope outward: measured on HopperStand (stage 0, seed 1),
-    the actor's means ran to |eps| ~ 10 and Q rose past the 1 / (1 - gamma) bound. Through tanh, the value there is
-    flat and its gradient vanishes, so the KL term pulls such latents back; in stage 0, where the decoder is the
-    identity, tanh(eps) is Gaussian SAC's critic input exactly."""
+    """num_critics independent soft Q-function MLPs (two hidden layers, ReLU) held as stacked weights, so that each layer of
+    all the critics is one batched matmul: one call gives every critic's value, shape (num_critics, batch)."""
 
     def __init__(self, obs_dim: int, action_dim: int, num_critics: int = 2, hidden: int = 256):
         super().__init__()
@@ -460,13 +404,15 @@ class SoftQNetwork(nn.Module):
 
     def forward(self, obs: torch.Tensor, actions: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
         """Q-values of every critic; detach_params gives gradients w.r.t. the actions only (the actor's loss)."""
+        # the latent eps through tanh, a bijection that is flat where every latent decodes to one saturated action (on raw
+        # eps the critic extrapolated there and the actor followed: benchmark/results/sac_critic_tanh.md); in stage 0 it is
+        # Gaussian SAC's critic input tanh(z)
         x = torch.cat([obs, torch.tanh(actions)], -1).expand(len(self.weights[0]), -1, -1)  # the same input for all
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
             if detach_params:
                 weight, bias = weight.detach(), bias.detach()
             if i < len(self.weights) - 1:
-                x = torch.baddbmm(bias, x, weight)  # (critics, batch, hidden)
-                x = F.relu(x)
+                x = F.relu(torch.baddbmm(bias, x, weight))  # (critics, batch, hidden)
             else:  # the width-1 output layer as a product and a sum: a matrix-vector bmm is slow on CPU, its backward more so
                 x = (x * weight.transpose(1, 2)).sum(-1) + bias.squeeze(-1)
         return x
@@ -502,15 +448,14 @@ class Actor(nn.Module):
 
 class ReplayBuffer:
     """Transitions in preallocated float32 numpy arrays, a ring that overwrites the oldest once full; a sample is
-    numpy fancy indexing wrapped by torch.from_numpy, so no tensor is built per stored step. Each transition keeps its
-    pre-squash action too, so that its latent can be recomputed when the decoder changes."""
+    numpy fancy indexing wrapped by torch.from_numpy, so no tensor is built per stored step."""
 
     def __init__(self, size: int, obs_dim: int, action_dim: int, seed: int, device: torch.device = torch.device("cpu")):
         self.size, self.pos, self.count, self.device = size, 0, 0, device
         self.obs = np.zeros((size, obs_dim), dtype=np.float32)
         self.next_obs = np.zeros((size, obs_dim), dtype=np.float32)
         self.actions = np.zeros((size, action_dim), dtype=np.float32)
-        self.pre_squash_actions = np.zeros((size, action_dim), dtype=np.float32)
+        self.pre_squash_actions = np.zeros((size, action_dim), dtype=np.float32)  # to relabel when the decoder changes
         self.rewards = np.zeros(size, dtype=np.float32)
         self.terminations = np.zeros(size, dtype=np.float32)
         self.rng = np.random.default_rng(seed)
@@ -568,10 +513,10 @@ def update_critics(qf: SoftQNetwork, qf_target: SoftQNetwork, q_optimizer, actor
 
 
 def q_range_warning(critic_means: list, rewards: np.ndarray, soft_bonus: float, gamma: float) -> Optional[str]:
-    """A warning line when a critic's mean Q leaves the range a soft value can take, None inside it. Every step adds
-    a reward within those seen so far plus gamma * soft_bonus (-alpha KL(pi || N(0, I)), never positive; its batch
-    mean at the current alpha), so a true value lies in [lowest, highest] of that sum over 1 - gamma. The margin (10%
-    of that range plus 10% of 1 / (1 - gamma)) keeps noise quiet while all rewards are still zero."""
+    """A warning line when a critic's mean Q leaves the range a soft value can take, None inside it. Every step adds a
+    reward within those seen so far plus gamma * soft_bonus (the policy's term of the soft target, its batch mean at the
+    current alpha), so a true value lies in [lowest, highest] of that sum over 1 - gamma. The margin (10% of that range
+    plus 10% of 1 / (1 - gamma)) keeps noise quiet while all rewards are still zero."""
     low = (rewards.min() + min(0.0, gamma * soft_bonus)) / (1.0 - gamma)
     high = (rewards.max() + max(0.0, gamma * soft_bonus)) / (1.0 - gamma)
     margin = 0.1 * (high - low + 1.0 / (1.0 - gamma))
@@ -604,20 +549,17 @@ def log_episodes(writer: SummaryWriter, infos: dict, global_step: int) -> list:
 
 def step_envs(envs: gym.vector.VectorEnv, rb: ReplayBuffer, writer: SummaryWriter, obs, z, actions, global_step: int):
     """One vector step with the pre-squash actions z, rescaled to the bounds. The transitions join the replay buffer with the
-    latents the critics take and z itself, kept for relabelling, the true last observation of a finished episode, and
-    terminations only as the done flag (a truncated episode's last state is not terminal). Returns the next observations and
-    the finished episodes' returns."""
-    next_obs, rewards, terminations, truncations, infos = envs.step(
-        squash_to_bounds(z, envs.single_action_space.low, envs.single_action_space.high)
-    )
+    actions the critics take, the true last observation of a finished episode, and terminations as the only done flag (a
+    time limit is not a terminal state). Returns the next observations and the finished episodes' returns."""
+    space = envs.single_action_space
+    next_obs, rewards, terminations, truncations, infos = envs.step(squash_to_bounds(z, space.low, space.high))
     rb.add(obs, real_next_obs(next_obs, terminations, truncations, infos), actions, rewards, terminations, z)
     return next_obs, log_episodes(writer, infos, global_step)
 
 
 @torch.no_grad()
 def evaluate(agent: Actor, decoder: FlowDecoder, envs: gym.vector.VectorEnv, seed: int, stochastic=False) -> np.ndarray:
-    """Deterministic evaluation (eps = latent mean, deterministic flow; stochastic: eps sampled): the return of the first
-    episode of each env."""
+    """Deterministic evaluation (eps = latent mean; stochastic: eps sampled): the return of the first episode of each env."""
     low, high, device = envs.single_action_space.low, envs.single_action_space.high, next(agent.parameters()).device
     obs, _ = envs.reset(seed=seed)
     returns = np.zeros(envs.num_envs)
@@ -678,12 +620,13 @@ def refit_summary(report: dict) -> str:
 
 
 def plan_stages(total_timesteps: int, args: Args) -> tuple:
-    """(vector steps of each stage, env steps of decoder data per refit) for a budget: every env step counts, so the
-    decoder data of every stage but the last comes out of that stage's share."""
+    """(vector steps of each stage, env steps of decoder data per refit) for a budget: the first half of the stages weigh
+    twice the rest (the paper's 2M/1M/1M), and the decoder data of every stage but the last comes out of its share."""
     steps_per_iteration = args.num_envs * args.action_repeat  # env steps of one vector step
     data_steps = args.decoder_data_steps if args.decoder_data_steps is not None else max(1_000, total_timesteps // 20)
     decoder_data_steps = data_steps // steps_per_iteration * steps_per_iteration
-    stage_budgets = (total_timesteps * stage_fractions(args.num_stages)).astype(int)
+    weights = np.array([2.0 if stage < args.num_stages // 2 else 1.0 for stage in range(args.num_stages)])
+    stage_budgets = (total_timesteps * (weights / weights.sum())).astype(int)
     stage_budgets[:-1] -= decoder_data_steps
     return stage_budgets // steps_per_iteration, decoder_data_steps
 
@@ -704,47 +647,26 @@ def min_total_timesteps(args: Args) -> int:
     return high
 
 
-POSITIVE_FLAGS = (
-    "num_envs",
-    "action_repeat",
-    "buffer_size",
-    "batch_size",
-    "utd",
-    "policy_frequency",
-    "target_network_frequency",
-    "log_every",
-    "eval_every",
-    "eval_episodes",
-    "torch_threads",
-    "hidden_size",
-)
+POSITIVE_FLAGS = ("num_envs", "action_repeat", "buffer_size", "batch_size", "utd", "policy_frequency", "hidden_size")
+POSITIVE_FLAGS += ("target_network_frequency", "log_every", "eval_every", "eval_episodes", "torch_threads")
 POSITIVE_FLAGS += ("num_stages", "flow_steps", "decoder_epochs", "decoder_batch_size", "decoder_noise_draws")
 
-# float flags: (low, high, whether low itself is allowed, whether high is); every value must be finite
-FLOAT_RANGES = {
-    "policy_lr": (0.0, np.inf, False, False),
-    "q_lr": (0.0, np.inf, False, False),
-    "gamma": (0.0, 1.0, True, False),  # a soft value is finite only for gamma < 1
-    "tau": (0.0, 1.0, False, True),
-    "alpha": (0.0, np.inf, True, False),
-    "target_kl": (0.0, np.inf, False, False),
-    "decoder_lr": (0.0, np.inf, False, False),
-}
+# float flags: the interval of valid values, as the error states it (every value must be finite; None, unset, passes);
+# gamma < 1, as a soft value is finite only then
+FLOAT_RANGES = {"policy_lr": "(0, inf)", "q_lr": "(0, inf)", "gamma": "[0, 1)", "tau": "(0, 1]", "alpha": "[0, inf)"}
+FLOAT_RANGES |= {"target_kl": "(0, inf)", "decoder_lr": "(0, inf)"}
+INTERVALS = {"(0, inf)": lambda x: 0 < x, "[0, inf)": lambda x: 0 <= x, "[0, 1)": lambda x: 0 <= x < 1}
+INTERVALS["(0, 1]"] = lambda x: 0 < x <= 1
 
 
 def check_args(args: Args):
     """One-line errors for flag values that no run can use (the budget is checked once the stages are known)."""
     for name in POSITIVE_FLAGS:
-        if getattr(args, name) is not None and getattr(args, name) < 1:
+        if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    for name, (low, high, low_allowed, high_allowed) in FLOAT_RANGES.items():
+    for name, interval in FLOAT_RANGES.items():
         value = getattr(args, name)
-        if value is None:  # an optional flag left unset
-            continue
-        above_low = low <= value if low_allowed else low < value
-        below_high = value <= high if high_allowed else value < high
-        if not (np.isfinite(value) and above_low and below_high):
-            interval = f"{'[' if low_allowed else '('}{low:g}, {high:g}{']' if high_allowed else ')'}"
+        if value is not None and not (np.isfinite(value) and INTERVALS[interval](value)):
             raise ValueError(f"--{name.replace('_', '-')} must be a finite number in {interval}, got {value}")
     if args.checkpoint_every < 0:
         raise ValueError(
@@ -752,42 +674,31 @@ def check_args(args: Args):
         )
     min_data_steps = max(10, args.num_envs) * args.action_repeat
     if args.num_stages > 1 and args.decoder_data_steps is not None and args.decoder_data_steps < min_data_steps:
-        raise ValueError(
-            f"--decoder-data-steps {args.decoder_data_steps} must be at least {min_data_steps} (10 transitions, and one "
-            "of every env, of --action-repeat env steps each) for the decoder refits"
-        )
+        steps = f"{min_data_steps} (10 transitions and one per env, of --action-repeat env steps each)"
+        raise ValueError(f"--decoder-data-steps {args.decoder_data_steps} must be at least {steps} for the decoder refits")
 
 
-def save_checkpoint(path: str, args: Args, actor: Actor, qf: SoftQNetwork, decoder: FlowDecoder):
-    """Everything needed to act again (args: env id, architecture; actor and decoder weights), and the critics."""
-    torch.save(
-        {
-            "script": os.path.basename(__file__),
-            "args": vars(args),
-            "actor": actor.state_dict(),
-            "qf": qf.state_dict(),
-            "decoder": decoder.state_dict(),
-        },
-        path,
-    )
+def save_checkpoint(path: str, args: Args, networks: dict):
+    """Everything needed to act again: args (env id, architecture) and weights (the critics' too)."""
+    weights = {name: network.state_dict() for name, network in networks.items()}
+    torch.save({"script": os.path.basename(__file__), "args": vars(args), **weights}, path)
 
 
-# flags that were measured and dropped; checkpoints saved before carry them, off unless the run turned them on
-DROPPED_FLAGS = ("normalize_obs", "critic_layer_norm")
+# flags dropped since a checkpoint may have been written, each with the behaviour the script now always has
+DROPPED_FLAGS = {"normalize_obs": False, "critic_layer_norm": False}
 
 
 def saved_run_args(saved: dict, source: str) -> dict:
-    """A checkpoint's args less the dropped flags; a run that turned one on cannot be continued or evaluated without it."""
-    for name in DROPPED_FLAGS:
-        if saved.get(name):
-            raise ValueError(
-                f"{source} comes from a run with --{name.replace('_', '-')}, which {os.path.basename(__file__)} no longer has"
-            )
+    """A checkpoint's args less the dropped flags; a run that set one otherwise cannot go on without it."""
+    for name, value in DROPPED_FLAGS.items():
+        if saved.get(name, value) != value:
+            flag = f"--{name.replace('_', '-')} {saved[name]}"
+            raise ValueError(f"{source} comes from a run with {flag}, which {os.path.basename(__file__)} no longer has")
     return {name: value for name, value in saved.items() if name not in DROPPED_FLAGS}
 
 
 def load_checkpoint(path: str, num_episodes: int):
-    """Returns (args, actor, decoder, envs): the saved run's args, its networks, and num_episodes envs to evaluate on."""
+    """The saved run's args, the networks its policy acts with, and num_episodes envs to evaluate it on."""
     script = os.path.basename(__file__)
     try:
         checkpoint = torch.load(path, weights_only=False, map_location="cpu")
@@ -796,8 +707,7 @@ def load_checkpoint(path: str, num_episodes: int):
     saved_by = checkpoint.get("script", script) if isinstance(checkpoint, dict) else "no script of this project"
     if saved_by != script:
         raise ValueError(f"--eval-checkpoint {path} was saved by {saved_by}, not {script}: evaluate it with that script")
-    # checkpoints from before --action-repeat used 1
-    saved_args = Args(**{"action_repeat": 1, **saved_run_args(checkpoint["args"], f"--eval-checkpoint {path}")})
+    saved_args = Args(**saved_run_args(checkpoint["args"], f"--eval-checkpoint {path}"))
     envs = make_vector_env(
         resolve_env_id(saved_args.env_id), num_episodes, saved_args.seed + 10_000, action_repeat=saved_args.action_repeat
     )
@@ -809,43 +719,27 @@ def load_checkpoint(path: str, num_episodes: int):
     return saved_args, actor, decoder, envs
 
 
-def mujoco_states(envs: gym.vector.VectorEnv) -> list:
-    """The full MuJoCo integration state of each of gymnasium's own MuJoCo envs (Hopper-v5, ...), which pickle by
-    re-creating themselves and so lose it, with its RNG; None for an env that pickles whole (DM Control's do)."""
-    states, spec = [], mujoco.mjtState.mjSTATE_INTEGRATION
-    for env in envs.unwrapped.envs:
-        env = env.unwrapped
-        if isinstance(env, MujocoEnv):
-            physics = np.empty(mujoco.mj_stateSize(env.model, spec))
-            mujoco.mj_getState(env.model, env.data, physics, spec)
-            states.append((physics, env.np_random))
-        else:
-            states.append(None)
-    return states
-
-
 def save_training_state(path: str, run_name: str, args: Args, variables: dict):
-    """Write the whole training state atomically: to a temporary file that is renamed over `path` once complete, so an
-    interruption while writing leaves the previous checkpoint intact. `variables` (networks, optimisers, buffers, the
-    envs mid-episode, counters) are pickled together, so the references they share (an optimiser's and its network's
-    parameters) survive. gzip: a DM Control env pickles its MuJoCo model and arena (12 MB each in a 32-env vector env),
-    which compress ~17x."""
-    state = {
-        "script": os.path.basename(__file__),
-        "run_name": run_name,
-        "args": vars(args),
-        "variables": variables,
-        "mujoco": mujoco_states(variables["envs"]),
-        "rng": (random.getstate(), np.random.get_state(), torch.get_rng_state()),
-    }
+    """Write the loop's variables (networks, optimisers, the envs mid-episode, counters), pickled together so that shared
+    references survive, with the RNG streams and the physics of gymnasium's MuJoCo envs (Hopper-v5, ...), which pickle by
+    re-creating themselves (DM Control's pickle whole). Atomic: a temporary file is renamed over path once complete, so an
+    interruption leaves the previous checkpoint. gzip: DM Control envs pickle their MuJoCo model and arena."""
+    spec, physics = mujoco.mjtState.mjSTATE_INTEGRATION, []  # per env: (its physics, its RNG), or None
+    for env in (env.unwrapped for env in variables["envs"].unwrapped.envs):
+        physics.append((np.empty(mujoco.mj_stateSize(env.model, spec)), env.np_random) if isinstance(env, MujocoEnv) else None)
+        if physics[-1]:
+            mujoco.mj_getState(env.model, env.data, physics[-1][0], spec)
+    state = {"script": os.path.basename(__file__), "run_name": run_name, "args": vars(args), "variables": variables}
+    state |= {"mujoco": physics, "rng": (random.getstate(), np.random.get_state(), torch.get_rng_state())}
     with gzip.open(f"{path}.tmp", "wb", compresslevel=1) as f:
         cloudpickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)  # cloudpickle: gymnasium's wrappers hold lambdas
     os.replace(f"{path}.tmp", path)
 
 
-def load_training_state(path: str) -> dict:
-    """A checkpoint of save_training_state, checked to come from this script; restore_training_state continues it."""
-    script = os.path.basename(__file__)
+def load_training_state(args: Args) -> tuple:
+    """(args, state) of the run that the checkpoint args.resume continues with its own flags, so other flags are refused;
+    the checkpoint must be this script's. restore_training_state puts the state back."""
+    path, script = args.resume, os.path.basename(__file__)
     try:
         with gzip.open(path, "rb") as f:
             state = pickle.load(f)
@@ -854,27 +748,27 @@ def load_training_state(path: str) -> dict:
     saved_by = state.get("script") if isinstance(state, dict) else "no script of this project"
     if saved_by != script:
         raise ValueError(f"--resume {path} was saved by {saved_by}, not {script}: resume it with that script")
-    return state
+    given = [f"--{name.replace('_', '-')}" for name in vars(args) if getattr(args, name) != getattr(Args(resume=path), name)]
+    if given:
+        raise ValueError(f"--resume continues the saved run with its own flags; drop {', '.join(given)}")
+    return Args(**{**saved_run_args(state["args"], f"--resume {path}"), "resume": path}), state
 
 
 def restore_training_state(state: dict) -> dict:
-    """Put the RNG streams and gymnasium MuJoCo envs' physics back as they were; returns the loop's variables."""
-    spec = mujoco.mjtState.mjSTATE_INTEGRATION
+    """Put the RNG streams and gymnasium MuJoCo envs' physics back as they were saved; returns the loop's variables."""
     for env, saved in zip(state["variables"]["envs"].unwrapped.envs, state["mujoco"]):
         if saved is not None:
             physics, env.unwrapped.np_random = saved
-            mujoco.mj_setState(env.unwrapped.model, env.unwrapped.data, physics, spec)
+            mujoco.mj_setState(env.unwrapped.model, env.unwrapped.data, physics, mujoco.mjtState.mjSTATE_INTEGRATION)
             mujoco.mj_forward(env.unwrapped.model, env.unwrapped.data)
-    python_rng, numpy_rng, torch_rng = state["rng"]
-    random.setstate(python_rng)
-    np.random.set_state(numpy_rng)
-    torch.set_rng_state(torch_rng)
+    for set_state, saved in zip((random.setstate, np.random.set_state, torch.set_rng_state), state["rng"]):
+        set_state(saved)
     return state["variables"]
 
 
 def stop_requests() -> list:
-    """Catch Ctrl-C, SIGTERM (Slurm's preemption and time limit) and SIGUSR1 (Slurm's --signal warning): each is
-    noted in the returned list, for the loop to checkpoint and stop at the next iteration; a second Ctrl-C stops at once."""
+    """Note Ctrl-C, SIGTERM (Slurm's preemption) and SIGUSR1 (Slurm's warning) in the returned list, for the loop to
+    checkpoint and stop at its next iteration; a second Ctrl-C stops at once."""
     requests = []
 
     def request_stop(signum, frame):
@@ -885,15 +779,6 @@ def stop_requests() -> list:
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
         signal.signal(signum, request_stop)
     return requests
-
-
-def resumed_args(args: Args, state: dict) -> Args:
-    """The args of the run that a training-state checkpoint continues; flags given beside --resume are refused."""
-    given = [name for name in vars(args) if name != "resume" and getattr(args, name) != getattr(Args(), name)]
-    if given:
-        flags = ", ".join(f"--{name.replace('_', '-')}" for name in given)
-        raise ValueError(f"--resume continues the saved run with its own flags; drop {flags}")
-    return Args(**{**saved_run_args(state["args"], f"--resume {args.resume}"), "resume": args.resume})
 
 
 if __name__ == "__main__":
@@ -907,18 +792,16 @@ if __name__ == "__main__":
                 f"{saved_args.env_id}: deterministic return {returns.mean():.2f} +- {returns.std():.2f} over {len(returns)} episodes"
             )
             sys.exit(0)
-        resumed = load_training_state(args.resume) if args.resume else None
-        if resumed:
-            args = resumed_args(args, resumed)
+        args, resumed = load_training_state(args) if args.resume else (args, None)
         gym_id = resolve_env_id(args.env_id)
+        steps_per_iteration = args.num_envs * args.action_repeat  # env steps of one vector step
         stage_iterations, decoder_data_steps = plan_stages(args.total_timesteps, args)
         if not budget_fits(stage_iterations, args):
             raise ValueError(
                 f"--total-timesteps {args.total_timesteps} leaves stages of "
-                f"{(stage_iterations * args.num_envs * args.action_repeat).tolist()} env "
-                f"steps once each refit's {decoder_data_steps} decoder-data steps are taken out; stage 0 must exceed "
-                f"--learning-starts {args.learning_starts} and every stage needs a step: it must be at least "
-                f"{min_total_timesteps(args)}"
+                f"{(stage_iterations * steps_per_iteration).tolist()} env steps once each refit's {decoder_data_steps} "
+                f"decoder-data steps are taken out; stage 0 must exceed --learning-starts {args.learning_starts} and every "
+                f"stage needs a step: it must be at least {min_total_timesteps(args)}"
             )
         args.decoder_data_steps, args.num_iterations = decoder_data_steps, int(stage_iterations.sum())
         envs = make_vector_env(gym_id, args.num_envs, args.seed, action_repeat=args.action_repeat)
@@ -964,9 +847,8 @@ if __name__ == "__main__":
     stage, stage_ends = 0, np.cumsum(stage_iterations)
 
     # ALGO Logic: Storage setup
-    rb = ReplayBuffer(
-        min(args.buffer_size, args.total_timesteps // args.action_repeat), obs_dim, action_dim, args.seed, device
-    )
+    buffer_size = min(args.buffer_size, args.total_timesteps // args.action_repeat)  # at most what the run collects
+    rb = ReplayBuffer(buffer_size, obs_dim, action_dim, args.seed, device)
 
     # TRY NOT TO MODIFY: start the game
     global_step = 0
@@ -978,12 +860,10 @@ if __name__ == "__main__":
     next_checkpoint, start_iteration, training_seconds = args.checkpoint_every, 1, 0.0
     obs, _ = envs.reset(seed=args.seed)
     # the training state: every variable of the loop that outlives an iteration (--checkpoint-every, --resume)
-    LOOP_STATE = (
-        "actor qf qf_target q_params q_target_params q_optimizer actor_optimizer log_alpha alpha a_optimizer decoder "
-        "stage rb envs obs global_step num_updates next_eval next_log last_eval last_eval_step q_was_out_of_range "
-        "recent_returns q_values qf_losses qf_loss actor_loss alpha_loss kl next_checkpoint start_iteration "
-        "training_seconds"
-    ).split()
+    LOOP_STATE = "actor qf qf_target q_params q_target_params q_optimizer actor_optimizer log_alpha alpha a_optimizer".split()
+    LOOP_STATE += "rb envs obs global_step num_updates next_eval next_log last_eval last_eval_step q_was_out_of_range".split()
+    LOOP_STATE += "recent_returns q_values qf_losses qf_loss actor_loss alpha_loss next_checkpoint start_iteration".split()
+    LOOP_STATE += "training_seconds kl decoder stage".split()
     if resumed:  # every one of them as the checkpoint left it, the envs mid-episode and the RNG streams included
         envs.close()
         globals().update(restore_training_state(resumed))
@@ -1167,7 +1047,7 @@ if __name__ == "__main__":
     )
     if args.save_model:
         model_path = f"{run_dir}/{args.exp_name}.pt"
-        save_checkpoint(model_path, args, actor, qf, decoder)
+        save_checkpoint(model_path, args, {"actor": actor, "qf": qf, "decoder": decoder})
         print(
             f"model saved to {model_path}; evaluate it with: python {os.path.basename(__file__)} --eval-checkpoint {model_path}"
         )

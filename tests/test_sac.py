@@ -1,5 +1,8 @@
 """Tests of gaussian_sac.py and gorl_sac.py: their building blocks, their CLI, and short real runs."""
 
+import gzip
+import pickle
+import re
 from types import SimpleNamespace
 
 import gymnasium as gym
@@ -387,27 +390,35 @@ def test_hidden_size_runs_and_the_model_keeps_its_width(script, extra, tmp_path)
 
 @pytest.mark.parametrize("module", [gaussian_sac, gorl_sac])
 def test_checkpoints_from_before_a_flag_was_dropped_still_load(module, tmp_path):
-    """A checkpoint saved before a flag was dropped carries it in its args: off, it is ignored, and the model is evaluated
-    or the run resumed as before; on, the script refuses it in one line, as the run cannot go on without it."""
-    saved = {**vars(module.Args(env_id="Pendulum-v1")), **{name: False for name in module.DROPPED_FLAGS}}
-    networks = [module.Actor(obs_dim=3, action_dim=1), module.SoftQNetwork(obs_dim=3, action_dim=1)]
-    networks += [gorl_sac.DECODERS["flow"](3, 1, 10)] if module is gorl_sac else []
-    path = str(tmp_path / "model.pt")
-    module.save_checkpoint(path, SimpleNamespace(**saved), *networks)
-    loaded_args, loaded_actor, *_, envs = module.load_checkpoint(path, 1)
+    """A checkpoint saved before a flag was dropped carries it in its args: at the behaviour the script now always has, it
+    is ignored, and the model is evaluated or the run resumed as before; otherwise the script refuses it in one line, as
+    the run cannot go on without it."""
+    saved = {**vars(module.Args(env_id="Pendulum-v1")), **module.DROPPED_FLAGS}
+    networks = {"actor": module.Actor(obs_dim=3, action_dim=1), "qf": module.SoftQNetwork(obs_dim=3, action_dim=1)}
+    networks |= {"decoder": gorl_sac.DECODERS["flow"](3, 1, 10)} if module is gorl_sac else {}
+    model, state = str(tmp_path / "model.pt"), str(tmp_path / "training_state.pt")
+
+    def save(run_args):  # a model checkpoint, and a training state of which only the args matter here
+        module.save_checkpoint(model, SimpleNamespace(**run_args), networks)
+        with gzip.open(state, "wb") as f:
+            pickle.dump({"script": f"{module.__name__}.py", "args": run_args}, f)
+
+    save(saved)
+    loaded_args, loaded_actor, *_, envs = module.load_checkpoint(model, 1)
     envs.close()
     assert loaded_args.env_id == "Pendulum-v1"
-    for name, value in networks[0].state_dict().items():
-        torch.testing.assert_close(loaded_actor.state_dict()[name], value)
-    resumed = module.resumed_args(module.Args(resume="state.pt"), {"args": saved})
-    assert resumed.env_id == "Pendulum-v1" and resumed.resume == "state.pt"
+    torch.testing.assert_close(loaded_actor.state_dict(), networks["actor"].state_dict())
+    resumed, _ = module.load_training_state(module.Args(resume=state))
+    assert resumed.env_id == "Pendulum-v1" and resumed.resume == state
     for name in module.DROPPED_FLAGS:
-        module.save_checkpoint(path, SimpleNamespace(**{**saved, name: True}), *networks)
-        flag = f"--{name.replace('_', '-')}"
-        with pytest.raises(ValueError, match=f"^--eval-checkpoint {path} comes from a run with {flag}, which"):
-            module.load_checkpoint(path, 1)
-        with pytest.raises(ValueError, match=f"^--resume state.pt comes from a run with {flag}, which"):
-            module.resumed_args(module.Args(resume="state.pt"), {"args": {**saved, name: True}})
+        save({**saved, name: True})
+        flag = f"--{name.replace('_', '-')} True"
+        with pytest.raises(
+            ValueError, match=f"^{re.escape(f'--eval-checkpoint {model} comes from a run with {flag}, which')}"
+        ):
+            module.load_checkpoint(model, 1)
+        with pytest.raises(ValueError, match=f"^{re.escape(f'--resume {state} comes from a run with {flag}, which')}"):
+            module.load_training_state(module.Args(resume=state))
 
 
 def test_same_seed_same_run(tmp_path):

@@ -167,8 +167,7 @@ def make_env(env_id: str, seed: int, action_repeat: int = 1):
 
 
 def make_vector_env(env_id: str, num_envs: int, seed: int, action_repeat: int = 1) -> gym.vector.VectorEnv:
-    """num_envs copies of env_id, stepped in this process, checked to have a bounded Box action space, recording raw
-    episode returns."""
+    """num_envs copies of env_id in this process, checked to have a bounded Box action space, recording raw episode returns."""
     env_fns = [make_env(env_id, seed + i, action_repeat) for i in range(num_envs)]
     # SAME_STEP autoreset: an env that finishes is reset within the same step, and its true last observation comes
     # back in infos["final_obs"], which the critic needs to bootstrap through time-limit truncations.

@@ -195,8 +195,7 @@ def make_env(env_id: str, seed: int, action_repeat: int = 1):
 
 
 def make_vector_env(env_id: str, num_envs: int, seed: int, action_repeat: int = 1) -> gym.vector.VectorEnv:
-    """num_envs copies of env_id, stepped in this process, checked to have a bounded Box action space, recording raw
-    episode returns."""
+    """num_envs copies of env_id in this process, checked to have a bounded Box action space, recording raw episode returns."""
     env_fns = [make_env(env_id, seed + i, action_repeat) for i in range(num_envs)]
     # SAME_STEP autoreset: an env that finishes is reset within the same step, and its true last observation comes
     # back in infos["final_obs"], which the critic needs to bootstrap through time-limit truncations.
@@ -404,9 +403,8 @@ class SoftQNetwork(nn.Module):
 
     def forward(self, obs: torch.Tensor, actions: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
         """Q-values of every critic; detach_params gives gradients w.r.t. the actions only (the actor's loss)."""
-        # the latent eps through tanh, a bijection that is flat where every latent decodes to one saturated action (on raw
-        # eps the critic extrapolated there and the actor followed: benchmark/results/sac_critic_tanh.md); in stage 0 it is
-        # Gaussian SAC's critic input tanh(z)
+        # eps through tanh, a bijection flat where every latent decodes to one saturated action (on raw eps the critic
+        # extrapolated there and the actor followed: benchmark/results/sac_critic_tanh.md); in stage 0, Gaussian SAC's input
         x = torch.cat([obs, torch.tanh(actions)], -1).expand(len(self.weights[0]), -1, -1)  # the same input for all
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
             if detach_params:

@@ -1,0 +1,699 @@
+# docs and experiment results: README.md
+"""DPPO (the denoising chain as an MDP, arXiv 2409.00588): a generative-policy baseline of GoRL (arXiv 2512.02581), in
+CleanRL style, as the FPO authors' playground code runs it for the GoRL paper (../shared/paper-notes.md).
+
+The policy is a noisy flow: a velocity field v(s, x_t, t) integrated by 10 Euler steps from x_1 ~ N(0, I) at t = 1 to
+x_0 = z, the pre-squash action, each step adding sigma xi (sigma = 0.05 fixed, xi ~ N(0, I)); the env action is
+rescale(tanh(z)) to the env's Box bounds. Each step is a Gaussian, so the chain has a likelihood: PPO takes one ratio per
+step, from the 11 chain states stored at rollout, and averages the clipped surrogate over the steps. The defaults are
+the paper's PPO shell for DPPO (lr 3e-4 constant, entropy 0, gamma 0.995, 16 epochs, no gradient clipping), on 32 CPU
+envs as `gaussian_ppo.py paper` ports Brax's 2048: a 32 x 960 rollout is one minibatch of Brax's size, 16 epochs of it.
+`diff gaussian_ppo.py benchmark/baselines/dppo.py` shows what DPPO changes.
+"""
+
+import difflib
+import gzip
+import importlib
+import os
+import pickle
+import random
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # dm_control renders headless; without it it warns about a missing DISPLAY
+
+import cloudpickle
+import gymnasium as gym
+import mujoco
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.optim as optim
+import tyro
+from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
+from torch.distributions.normal import Normal
+from torch.utils.tensorboard import SummaryWriter
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run name)"""
+    seed: int = 1
+    """seed of the experiment: same seed, same machine, same result"""
+    torch_threads: int = 1
+    """CPU threads for torch; one is fastest for these small networks and lets a sweep run one job per core"""
+    cuda: bool = True
+    """run the networks on a GPU when one is present (the envs stay on the CPU); --no-cuda runs are deterministic"""
+    save_model: bool = False
+    """save a checkpoint (weights, observation statistics, args) to runs/{run_name}/{exp_name}.pt"""
+    eval_checkpoint: Optional[str] = None
+    """path of a saved checkpoint: evaluate it deterministically for --eval-episodes episodes instead of training"""
+    checkpoint_every: int = 0
+    """env steps between training-state checkpoints (0: none); with them on, Ctrl-C, SIGTERM and SIGUSR1 save one and stop"""
+    resume: Optional[str] = None
+    """a training-state checkpoint (runs/{run_name}/training_state.pt): continue that run exactly, with its own flags"""
+
+    # Algorithm specific arguments
+    env_id: str = "HopperStand"
+    """a DM Control task as the paper names it (HopperStand, ...), or a gymnasium Box-action id (Hopper-v5, module:Env-v0)"""
+    total_timesteps: int = 10_000_000
+    """total environment steps of training"""
+    learning_rate: float = 3e-4
+    """the learning rate of the Adam optimizer"""
+    num_envs: int = 32
+    """the number of parallel environments (stepped in one process unless --async-envs)"""
+    async_envs: bool = False
+    """step the environments in subprocesses (gains nothing on 2 cores, helps on a workstation)"""
+    num_steps: int = 960
+    """the number of steps to run in each environment per policy rollout"""
+    anneal_lr: bool = False
+    """anneal the learning rate linearly to zero"""
+    gamma: float = 0.995
+    """the discount factor gamma"""
+    gae_lambda: float = 0.95
+    """the lambda for the general advantage estimation"""
+    num_minibatches: int = 1
+    """the number of mini-batches"""
+    update_epochs: int = 16
+    """the K epochs to update the policy"""
+    norm_adv: bool = True
+    """advantages normalization"""
+    clip_coef: float = 0.2
+    """the surrogate clipping coefficient (of each denoising step's ratio)"""
+    clip_vloss: bool = True
+    """use a clipped loss for the value function, as per the paper"""
+    vf_coef: float = 0.25
+    """coefficient of the value function loss"""
+    max_grad_norm: Optional[float] = None
+    """the maximum norm for the gradient clipping (None: no clipping, as the official code)"""
+    target_kl: Optional[float] = None
+    """the target KL divergence threshold (early stop of the epochs)"""
+    actor_hidden: tuple[int, ...] = (32, 32, 32, 32)
+    """hidden layer widths of the policy's velocity network"""
+    critic_hidden: tuple[int, ...] = (256, 256, 256, 256, 256)
+    """hidden layer widths of the value network"""
+    activation: Literal["tanh", "silu"] = "silu"
+    """activation of both networks' hidden layers"""
+    flow_steps: int = 10
+    """Euler steps (denoising steps) of the chain from x_1 ~ N(0, I) at t = 1 to the pre-squash action at t = 0"""
+    chain_sigma: float = 0.05
+    """std of the Gaussian noise each step adds (training; the deterministic evaluation adds none)"""
+    eval_every: int = 250_000
+    """environment steps between deterministic evaluations (x_1 = 0 through the noise-free chain)"""
+    eval_episodes: int = 10
+    """episodes per deterministic evaluation (run in parallel envs)"""
+
+    # to be filled in runtime
+    batch_size: int = 0
+    """the batch size (computed in runtime)"""
+    minibatch_size: int = 0
+    """the mini-batch size (computed in runtime)"""
+    num_iterations: int = 0
+    """the number of iterations (computed in runtime)"""
+
+
+PAPER_TASKS = ("HopperStand", "CheetahRun", "FingerSpin", "FingerTurnHard", "FishSwim", "WalkerWalk", "BallInCup")
+
+
+def resolve_env_id(env_id: str) -> str:
+    """The gymnasium id of a DM Control task named in CamelCase (hopper/stand: HopperStand); gymnasium ids (dm_control/*-v0
+    included) pass through, and "module:Env-v0" ids import the module that registers Env-v0 (gorl_envs:BimodalBandit-v0)."""
+    import shimmy  # registers the dm_control/<domain>-<task>-v0 ids
+    from dm_control import suite
+
+    gym.register_envs(shimmy)
+    if ":" in env_id:  # gymnasium's "module:Env-v0" form: importing the module registers the env
+        module, env_id = env_id.split(":", 1)
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ValueError(f"cannot import {module!r} to register {env_id!r}: {err}") from None
+        if env_id not in gym.registry:
+            own = [name for name, spec in gym.registry.items() if str(spec.entry_point).startswith(f"{module}:")]
+            raise ValueError(f"importing {module!r} registers no {env_id!r}; it registers: {', '.join(own) or 'nothing'}")
+    tasks = {"".join(map(str.capitalize, f"{d}_{t}".split("_"))): f"dm_control/{d}-{t}-v0" for d, t in suite.ALL_TASKS}
+    tasks["BallInCup"] = tasks["BallInCupCatch"]  # the paper's name for ball_in_cup/catch
+    if env_id in tasks or env_id in gym.registry:
+        return tasks.get(env_id, env_id)
+    close = difflib.get_close_matches(env_id, list(tasks) + list(gym.registry), n=3)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    raise ValueError(
+        f"unknown env id {env_id!r}; {hint}valid: a DM Control task such as {', '.join(PAPER_TASKS)} (any suite task in "
+        "CamelCase), a dm_control/<domain>-<task>-v0 id, or a registered gymnasium id with a Box action space"
+    )
+
+
+def make_env(env_id: str, seed: int):
+    def thunk():
+        env = gym.make(env_id)
+        if isinstance(env.observation_space, gym.spaces.Dict):  # dm_control observations: a Dict of float64 arrays
+            env = gym.wrappers.FlattenObservation(env)
+        space = env.observation_space
+        if space.dtype != np.float32:  # cast bounds first: a float64 Box cast by gymnasium warns about precision
+            float32_space = gym.spaces.Box(space.low.astype(np.float32), space.high.astype(np.float32), dtype=np.float32)
+            env = gym.wrappers.TransformObservation(env, lambda obs: obs.astype(np.float32), float32_space)
+        env.action_space.seed(seed)
+        return env
+
+    return thunk
+
+
+def make_vector_env(env_id: str, num_envs: int, seed: int, asynchronous: bool = False) -> gym.vector.VectorEnv:
+    """num_envs copies of env_id, checked to have a bounded Box action space, recording raw episode returns."""
+    env_fns = [make_env(env_id, seed + i) for i in range(num_envs)]
+    vector_env_class = gym.vector.AsyncVectorEnv if asynchronous else gym.vector.SyncVectorEnv
+    # SAME_STEP autoreset: an env that finishes is reset within the same step, and its true last observation comes
+    # back in infos["final_obs"], which the critic needs to bootstrap through time-limit truncations.
+    envs = vector_env_class(env_fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    space = envs.single_action_space
+    if not isinstance(space, gym.spaces.Box) or not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
+        envs.close()
+        raise ValueError(
+            f"{env_id} has action space {space}; these scripts need a continuous gymnasium.spaces.Box action space "
+            "with finite bounds (e.g. HopperStand, Pendulum-v1, Hopper-v5)"
+        )
+    return gym.wrappers.vector.RecordEpisodeStatistics(envs)
+
+
+def squash_to_bounds(z: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Env action rescale(tanh(z)): maps the pre-squash action onto [low, high], which need not be symmetric."""
+    return low + 0.5 * (np.tanh(z) + 1.0) * (high - low)
+
+
+class RunningMeanStd(nn.Module):
+    """Running mean and variance of observations, kept as buffers so that they are saved with the model."""
+
+    def __init__(self, shape: int, clip: float = 10.0):
+        super().__init__()
+        self.clip = clip
+        self.register_buffer("mean", torch.zeros(shape))
+        self.register_buffer("var", torch.ones(shape))
+        self.register_buffer("count", torch.tensor(1e-4, dtype=torch.float64))
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor):
+        """Merge the statistics of a batch (parallel algorithm of Chan et al.)."""
+        batch_mean, batch_var, batch_count = x.mean(0), x.var(0, unbiased=False), x.shape[0]
+        delta = batch_mean - self.mean
+        total = self.count + batch_count
+        self.mean += delta * (batch_count / total).float()
+        m2 = self.var * self.count.float() + batch_var * batch_count + delta**2 * (self.count * batch_count / total).float()
+        self.var.copy_(m2 / total.float())
+        self.count.copy_(total)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.clamp((x - self.mean) / torch.sqrt(self.var + 1e-8), -self.clip, self.clip)
+
+
+def layer_init(layer, std=np.sqrt(2), bias_const=0.0):
+    torch.nn.init.orthogonal_(layer.weight, std)
+    torch.nn.init.constant_(layer.bias, bias_const)
+    return layer
+
+
+def mlp(in_dim: int, hidden: tuple, out_dim: int, activation: str, out_std: float) -> nn.Sequential:
+    """Orthogonally initialised MLP (CleanRL's layer_init), out_std scaling its output layer."""
+    layers = []
+    for width in hidden:
+        layers += [layer_init(nn.Linear(in_dim, width)), nn.Tanh() if activation == "tanh" else nn.SiLU()]
+        in_dim = width
+    return nn.Sequential(*layers, layer_init(nn.Linear(in_dim, out_dim), std=out_std))
+
+
+TIME_DIM, VELOCITY_SCALE = 8, 0.25  # the official code's embedding of t (cos, sin of t 2^j, j = 0..3) and output scale
+
+
+class Agent(nn.Module):
+    def __init__(self, obs_dim: int, action_dim: int, actor_hidden=(32,) * 4, critic_hidden=(256,) * 5, activation="silu",
+                 flow_steps: int = 10, chain_sigma: float = 0.05):  # fmt: skip
+        super().__init__()
+        self.obs_rms = RunningMeanStd(obs_dim)
+        self.critic = mlp(obs_dim, critic_hidden, 1, activation, out_std=1.0)
+        # v(s, x_t, t); a small output layer (as Gaussian PPO's mean) makes v ~ 0: the untrained policy is z ~ N(0, I)
+        # widened by the steps' noise
+        self.velocity = mlp(obs_dim + action_dim + TIME_DIM, actor_hidden, action_dim, activation, out_std=0.01)
+        self.register_buffer("frequencies", 2.0 ** torch.arange(TIME_DIM // 2), persistent=False)
+        self.register_buffer("times", torch.linspace(1.0, 0.0, flow_steps + 1), persistent=False)  # the Euler grid
+        self.action_dim, self.chain_sigma = action_dim, chain_sigma
+
+    def get_value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.critic(self.obs_rms(obs))
+
+    def velocity_at(self, x: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """v at normalised observations x, points x_t and times t (shape (..., 1)), any leading dims."""
+        angles = t * self.frequencies
+        return VELOCITY_SCALE * self.velocity(torch.cat([x, x_t, torch.cos(angles), torch.sin(angles)], -1))
+
+    def sample_chain(self, x: torch.Tensor, x_1: torch.Tensor, sigma: float) -> torch.Tensor:
+        """The chain's states (batch, flow_steps + 1, action_dim), from x_1 at t = 1: x_{k+1} = x_k + dt v + sigma xi."""
+        chain = [x_1]
+        for t, t_next in zip(self.times[:-1], self.times[1:]):
+            mean = chain[-1] + (t_next - t) * self.velocity_at(x, chain[-1], t.expand(x.shape[0], 1))
+            chain.append(mean + sigma * torch.randn_like(mean) if sigma else mean)  # no draw when noise-free (eval)
+        return torch.stack(chain, 1)
+
+    def chain_logprob(self, x: torch.Tensor, chain: torch.Tensor) -> torch.Tensor:
+        """log N(x_{k+1}; x_k + dt_k v(x_k, t_k), sigma^2 I) of each step, shape (batch, flow_steps)."""
+        steps = self.times.shape[0] - 1
+        t, dt = self.times[:-1].view(1, steps, 1), (self.times[1:] - self.times[:-1]).view(1, steps, 1)
+        x = x.unsqueeze(1).expand(-1, steps, -1)
+        mean = chain[:, :-1] + dt * self.velocity_at(x, chain[:, :-1], t.expand(chain.shape[0], steps, 1))
+        return Normal(mean, self.chain_sigma).log_prob(chain[:, 1:]).sum(-1)
+
+    def get_deterministic(self, obs: torch.Tensor) -> torch.Tensor:
+        """The evaluation action: x_1 = 0, the prior's mean and mode, through the chain without its noise. The official
+        eval keeps both draws; dropping them makes the eval deterministic, as every other script's (the Gaussian's mean
+        is its x_1 = 0 too), so that a saved checkpoint reproduces the run's last evaluation exactly."""
+        return self.sample_chain(self.obs_rms(obs), torch.zeros(obs.shape[0], self.action_dim, device=obs.device), 0.0)[:, -1]
+
+    def get_action_and_value(self, obs: torch.Tensor, chain: Optional[torch.Tensor] = None):
+        """Acting (chain None): a chain from x_1 ~ N(0, I) with sigma's noise; training: the stored one. Returns the
+        chain (its last state is z), the log-likelihood of each of its steps and the value."""
+        x = self.obs_rms(obs)
+        if chain is None:
+            chain = self.sample_chain(x, torch.randn(obs.shape[0], self.action_dim, device=obs.device), self.chain_sigma)
+        return chain, self.chain_logprob(x, chain), self.critic(x)
+
+
+def compute_gae(rewards, values, episode_ends, next_value, gamma: float, gae_lambda: float) -> torch.Tensor:
+    """Generalised advantage estimates of a (num_steps, num_envs) rollout. episode_ends[t] is 1 where the episode ended at
+    step t; a truncated step's reward already holds gamma * V(final observation), so only the bootstrap from the NEXT
+    episode's first state is cut."""
+    advantages = torch.zeros_like(rewards)
+    lastgaelam = 0.0
+    for t in reversed(range(rewards.shape[0])):
+        nextvalues = next_value if t == rewards.shape[0] - 1 else values[t + 1]
+        nonterminal = 1.0 - episode_ends[t]
+        delta = rewards[t] + gamma * nextvalues * nonterminal - values[t]
+        advantages[t] = lastgaelam = delta + gamma * gae_lambda * nonterminal * lastgaelam
+    return advantages
+
+
+def log_episodes(writer: SummaryWriter, infos: dict, global_step: int) -> list:
+    """Log the raw return and length of every episode that ended in this vector step; returns the returns."""
+    if "episode" not in infos:
+        return []
+    finished = np.flatnonzero(infos["_episode"])
+    for i in finished:
+        writer.add_scalar("charts/episodic_return", infos["episode"]["r"][i], global_step)
+        writer.add_scalar("charts/episodic_length", infos["episode"]["l"][i], global_step)
+    return [float(infos["episode"]["r"][i]) for i in finished]
+
+
+@torch.no_grad()
+def evaluate(agent: Agent, envs: gym.vector.VectorEnv, seed: int) -> np.ndarray:
+    """Deterministic evaluation (x_1 = 0 through the noise-free chain): the return of the first episode of each env."""
+    low, high, device = envs.single_action_space.low, envs.single_action_space.high, next(agent.parameters()).device
+    obs, _ = envs.reset(seed=seed)
+    returns = np.zeros(envs.num_envs)
+    running = np.ones(envs.num_envs, dtype=bool)
+    while running.any():
+        z = agent.get_deterministic(torch.from_numpy(obs).to(device))
+        obs, reward, terminations, truncations, _ = envs.step(squash_to_bounds(z.cpu().numpy(), low, high))
+        returns += reward * running
+        running &= ~(terminations | truncations)
+    return returns
+
+
+POSITIVE_FLAGS = ("num_envs", "num_steps", "num_minibatches", "update_epochs", "eval_every", "eval_episodes", "torch_threads")
+POSITIVE_FLAGS += ("flow_steps",)
+
+# float flags: the interval of valid values, as the error states it (every value must be finite; None, unset, passes)
+FLOAT_RANGES = {"learning_rate": "(0, inf)", "gamma": "[0, 1]", "gae_lambda": "[0, 1]", "clip_coef": "(0, inf)"}
+FLOAT_RANGES |= {"vf_coef": "[0, inf)", "max_grad_norm": "(0, inf)", "target_kl": "(0, inf)", "chain_sigma": "(0, inf)"}
+INTERVALS = {"(0, inf)": lambda x: 0 < x, "[0, inf)": lambda x: 0 <= x, "[0, 1]": lambda x: 0 <= x <= 1}
+
+
+def check_args(args: Args):
+    """One-line errors for flag values that no run can use (the budget is checked once the batch size is known)."""
+    for name in POSITIVE_FLAGS:
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    for name, interval in FLOAT_RANGES.items():
+        value = getattr(args, name)
+        if value is not None and not (np.isfinite(value) and INTERVALS[interval](value)):
+            raise ValueError(f"--{name.replace('_', '-')} must be a finite number in {interval}, got {value}")
+    if args.checkpoint_every < 0:
+        raise ValueError(
+            f"--checkpoint-every must be 0 (no checkpoints) or a number of env steps, got {args.checkpoint_every}"
+        )
+    if args.checkpoint_every and args.async_envs:
+        raise ValueError("--checkpoint-every pickles the envs mid-episode, which needs them in-process: drop --async-envs")
+    if (args.num_envs * args.num_steps) % args.num_minibatches:
+        raise ValueError(
+            f"--num-minibatches {args.num_minibatches} does not divide the rollout batch (--num-envs x --num-steps = "
+            f"{args.num_envs * args.num_steps}) into equal minibatches"
+        )
+
+
+def parse_args() -> Args:
+    """The flags on top of the defaults (Args): the paper's PPO shell for DPPO. Not followed, as in gaussian_ppo.py paper:
+    Brax's reward scale 10 (rewards keep the running-std scaling)."""
+    return tyro.cli(Args, description="DPPO with the paper's PPO settings for it (the official code's)")
+
+
+def save_checkpoint(path: str, args: Args, networks: dict):
+    """Everything needed to act again: args (env id, architecture), weights and observation statistics."""
+    weights = {name: network.state_dict() for name, network in networks.items()}
+    torch.save({"script": os.path.basename(__file__), "args": vars(args), **weights}, path)
+
+
+def load_checkpoint(path: str, num_episodes: int):
+    """Returns (args, agent, envs): the saved run's args, its agent, and num_episodes envs to evaluate it on."""
+    script = os.path.basename(__file__)
+    try:
+        checkpoint = torch.load(path, weights_only=False, map_location="cpu")
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        raise ValueError(f"--eval-checkpoint {path} cannot be read as a checkpoint: {err}") from None
+    saved_by = checkpoint.get("script", script) if isinstance(checkpoint, dict) else "no script of this project"
+    if saved_by != script:
+        raise ValueError(f"--eval-checkpoint {path} was saved by {saved_by}, not {script}: evaluate it with that script")
+    saved_args = Args(**checkpoint["args"])
+    envs = make_vector_env(resolve_env_id(saved_args.env_id), num_episodes, saved_args.seed + 10_000)
+    obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
+    agent = Agent(obs_dim, action_dim, saved_args.actor_hidden, saved_args.critic_hidden, saved_args.activation,
+                  saved_args.flow_steps, saved_args.chain_sigma)  # fmt: skip
+    agent.load_state_dict(checkpoint["agent"])
+    return saved_args, agent, envs
+
+
+def save_training_state(path: str, run_name: str, args: Args, variables: dict):
+    """Write the loop's variables (networks, optimisers, the envs mid-episode, counters), pickled together so that shared
+    references survive, with the RNG streams and the physics of gymnasium's MuJoCo envs (Hopper-v5, ...), which pickle by
+    re-creating themselves (DM Control's pickle whole). Atomic: a temporary file is renamed over path once complete, so an
+    interruption leaves the previous checkpoint. gzip: DM Control envs pickle their MuJoCo model and arena."""
+    spec, physics = mujoco.mjtState.mjSTATE_INTEGRATION, []  # per env: (its physics, its RNG), or None
+    for env in (env.unwrapped for env in variables["envs"].unwrapped.envs):
+        physics.append((np.empty(mujoco.mj_stateSize(env.model, spec)), env.np_random) if isinstance(env, MujocoEnv) else None)
+        if physics[-1]:
+            mujoco.mj_getState(env.model, env.data, physics[-1][0], spec)
+    state = {"script": os.path.basename(__file__), "run_name": run_name, "args": vars(args), "variables": variables}
+    state |= {"mujoco": physics, "rng": (random.getstate(), np.random.get_state(), torch.get_rng_state())}
+    with gzip.open(f"{path}.tmp", "wb", compresslevel=1) as f:
+        cloudpickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)  # cloudpickle: gymnasium's wrappers hold lambdas
+    os.replace(f"{path}.tmp", path)
+
+
+def load_training_state(args: Args) -> tuple:
+    """(args, state) of the run that the checkpoint args.resume continues with its own flags, so other flags are refused;
+    the checkpoint must be this script's. restore_training_state puts the state back."""
+    path, script = args.resume, os.path.basename(__file__)
+    try:
+        with gzip.open(path, "rb") as f:
+            state = pickle.load(f)
+    except Exception as err:  # not a gzip file, a truncated one, a pickle of something else: one line, not a traceback
+        raise ValueError(f"--resume {path} cannot be read as a training-state checkpoint: {err}") from None
+    saved_by = state.get("script") if isinstance(state, dict) else "no script of this project"
+    if saved_by != script:
+        raise ValueError(f"--resume {path} was saved by {saved_by}, not {script}: resume it with that script")
+    given = [f"--{name.replace('_', '-')}" for name in vars(args) if getattr(args, name) != getattr(Args(resume=path), name)]
+    if given:
+        raise ValueError(f"--resume continues the saved run with its own flags; drop {', '.join(given)}")
+    return Args(**{**state["args"], "resume": path}), state
+
+
+def restore_training_state(state: dict) -> dict:
+    """Put the RNG streams and gymnasium MuJoCo envs' physics back as they were saved; returns the loop's variables."""
+    for env, saved in zip(state["variables"]["envs"].unwrapped.envs, state["mujoco"]):
+        if saved is not None:
+            physics, env.unwrapped.np_random = saved
+            mujoco.mj_setState(env.unwrapped.model, env.unwrapped.data, physics, mujoco.mjtState.mjSTATE_INTEGRATION)
+            mujoco.mj_forward(env.unwrapped.model, env.unwrapped.data)
+    for set_state, saved in zip((random.setstate, np.random.set_state, torch.set_rng_state), state["rng"]):
+        set_state(saved)
+    return state["variables"]
+
+
+def stop_requests() -> list:
+    """Note Ctrl-C, SIGTERM (Slurm's preemption) and SIGUSR1 (Slurm's warning) in the returned list, for the loop to
+    checkpoint and stop at its next iteration; a second Ctrl-C stops at once."""
+    requests = []
+
+    def request_stop(signum, frame):
+        if requests and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        requests.append(signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(signum, request_stop)
+    return requests
+
+
+if __name__ == "__main__":
+    sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # env modules (gorl_envs)
+    args = parse_args()
+    try:
+        check_args(args)
+        if args.eval_checkpoint:
+            saved_args, agent, eval_envs = load_checkpoint(args.eval_checkpoint, args.eval_episodes)
+            returns = evaluate(agent, eval_envs, seed=saved_args.seed + 10_000)
+            print(
+                f"{saved_args.env_id}: deterministic return {returns.mean():.2f} +- {returns.std():.2f} over {len(returns)} episodes"
+            )
+            sys.exit(0)
+        args, resumed = load_training_state(args) if args.resume else (args, None)
+        gym_id = resolve_env_id(args.env_id)
+        args.batch_size = int(args.num_envs * args.num_steps)
+        args.minibatch_size = int(args.batch_size // args.num_minibatches)
+        args.num_iterations = args.total_timesteps // args.batch_size
+        if args.num_iterations < 1:
+            raise ValueError(
+                f"--total-timesteps {args.total_timesteps} is less than one rollout batch: it must be at least --num-envs x "
+                f"--num-steps = {args.batch_size}"
+            )
+        planned_steps = args.num_iterations * args.batch_size
+        envs = make_vector_env(gym_id, args.num_envs, args.seed, args.async_envs)
+        eval_envs = make_vector_env(gym_id, args.eval_episodes, args.seed + 10_000)
+    except (ValueError, FileNotFoundError) as err:
+        sys.exit(f"error: {err}")
+    if planned_steps < args.total_timesteps:
+        print(
+            f"note: {planned_steps:,} of the {args.total_timesteps:,} --total-timesteps will run "
+            f"(whole rollout batches of {args.batch_size})"
+        )
+    if resumed:  # the same run directory; TensorBoard drops what the interrupted run logged after the checkpoint
+        run_name, run_dir = resumed["run_name"], os.path.dirname(os.path.abspath(args.resume))
+        writer = SummaryWriter(run_dir, purge_step=resumed["variables"]["global_step"] + 1)
+    else:
+        run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+        run_dir = f"runs/{run_name}"
+        writer = SummaryWriter(run_dir)
+        writer.add_text(
+            "hyperparameters",
+            "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])),
+        )
+
+    # TRY NOT TO MODIFY: seeding
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.torch_threads)
+    device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
+    torch.use_deterministic_algorithms(device.type == "cpu")  # on a GPU some kernels have no deterministic version
+
+    # rewards scaled by a running estimate of the discounted return's std, as in CleanRL; the episode statistics stay raw
+    envs = gym.wrappers.vector.NormalizeReward(envs, gamma=args.gamma)
+    obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
+    action_low, action_high = envs.single_action_space.low, envs.single_action_space.high
+
+    agent = Agent(
+        obs_dim, action_dim, args.actor_hidden, args.critic_hidden, args.activation, args.flow_steps, args.chain_sigma
+    )
+    agent.to(device)
+    optimizer = optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
+    clip_coef, max_grad_norm = args.clip_coef, args.max_grad_norm
+
+    # ALGO Logic: Storage setup
+    obs = torch.zeros((args.num_steps, args.num_envs, obs_dim), device=device)
+    chains = torch.zeros((args.num_steps, args.num_envs, args.flow_steps + 1, action_dim), device=device)
+    logprobs = torch.zeros((args.num_steps, args.num_envs, args.flow_steps), device=device)
+    rewards = torch.zeros((args.num_steps, args.num_envs), device=device)
+    episode_ends = torch.zeros((args.num_steps, args.num_envs), device=device)
+    values = torch.zeros((args.num_steps, args.num_envs), device=device)
+
+    # TRY NOT TO MODIFY: start the game
+    global_step = 0
+    next_eval = 0
+    last_eval, last_eval_step = float("nan"), 0
+    recent_returns = []
+    next_checkpoint, start_iteration, training_seconds = args.checkpoint_every, 1, 0.0
+    next_obs, _ = envs.reset(seed=args.seed)
+    # the training state: every variable of the loop that outlives an iteration (--checkpoint-every, --resume)
+    LOOP_STATE = "agent optimizer envs next_obs global_step next_eval last_eval last_eval_step recent_returns".split()
+    LOOP_STATE += "next_checkpoint start_iteration training_seconds".split()
+    if resumed:  # every one of them as the checkpoint left it, the envs mid-episode and the RNG streams included
+        envs.close()
+        globals().update(restore_training_state(resumed))
+        print(f"resumed {run_name} at step {global_step:,} from {args.resume}", flush=True)
+    stop_signals = stop_requests() if args.checkpoint_every else []
+    start_time = last_print = time.time() - training_seconds
+
+    for iteration in range(start_iteration, args.num_iterations + 1):
+        if global_step >= next_eval:
+            eval_start = time.time()
+            last_eval, last_eval_step = evaluate(agent, eval_envs, seed=args.seed + 10_000).mean(), global_step
+            writer.add_scalar("eval/episodic_return", last_eval, global_step)
+            next_eval += args.eval_every
+            start_time += time.time() - eval_start  # SPS measures training only
+
+        # after the evaluation: all that is logged at steps up to global_step precedes the checkpoint (--resume purges the rest)
+        if args.checkpoint_every and (global_step >= next_checkpoint or stop_signals):
+            next_checkpoint = (global_step // args.checkpoint_every + 1) * args.checkpoint_every
+            start_iteration, training_seconds, checkpoint_start = iteration, time.time() - start_time, time.time()
+            state_path = f"{run_dir}/training_state.pt"
+            save_training_state(state_path, run_name, args, {name: globals().get(name) for name in LOOP_STATE})
+            start_time += time.time() - checkpoint_start  # SPS measures training only
+            if stop_signals:
+                print(
+                    f"stopped by {signal.Signals(stop_signals[0]).name} at step {global_step:,}; the training state is saved: "
+                    f"continue with python {os.path.relpath(__file__)} --resume {state_path}",
+                    flush=True,
+                )
+                writer.close()
+                sys.exit(128 + stop_signals[0])
+
+        # Annealing the rate if instructed to do so.
+        if args.anneal_lr:
+            frac = 1.0 - (iteration - 1.0) / args.num_iterations
+            optimizer.param_groups[0]["lr"] = frac * args.learning_rate
+
+        for step in range(args.num_steps):
+            global_step += args.num_envs
+            obs[step] = torch.from_numpy(next_obs).to(device)
+
+            # ALGO LOGIC: action logic
+            with torch.no_grad():
+                chain, logprob, value = agent.get_action_and_value(obs[step])
+            z = chain[:, -1]  # the chain's last state: the pre-squash action
+            chains[step] = chain
+            logprobs[step] = logprob
+            values[step] = value.flatten()
+
+            # TRY NOT TO MODIFY: execute the game and log data.
+            next_obs, reward, terminations, truncations, infos = envs.step(
+                squash_to_bounds(z.cpu().numpy(), action_low, action_high)
+            )
+            truncated_only = truncations & ~terminations
+            if truncated_only.any():  # a time limit is not a terminal state: bootstrap from the true last observation
+                final_obs = torch.from_numpy(np.stack(infos["final_obs"][truncated_only])).to(device)
+                with torch.no_grad():
+                    reward[truncated_only] += args.gamma * agent.get_value(final_obs).flatten().cpu().numpy()
+            rewards[step] = torch.from_numpy(reward).to(device)
+            episode_ends[step] = torch.from_numpy(terminations | truncations).to(device)
+            recent_returns += log_episodes(writer, infos, global_step)
+
+        # bootstrap value if not done
+        with torch.no_grad():
+            next_value = agent.get_value(torch.from_numpy(next_obs).to(device)).flatten()
+        advantages = compute_gae(rewards, values, episode_ends, next_value, args.gamma, args.gae_lambda)
+        returns = advantages + values
+
+        # flatten the batch
+        b_obs = obs.reshape((-1, obs_dim))
+        b_logprobs = logprobs.reshape((-1, args.flow_steps))
+        b_chains = chains.reshape((-1, args.flow_steps + 1, action_dim))
+        b_advantages = advantages.reshape(-1)
+        b_returns = returns.reshape(-1)
+        b_values = values.reshape(-1)
+
+        # Optimizing the policy and value network
+        clipfracs = []
+        for epoch in range(args.update_epochs):
+            b_inds = torch.randperm(args.batch_size)
+            for start in range(0, args.batch_size, args.minibatch_size):
+                mb_inds = b_inds[start : start + args.minibatch_size]
+
+                _, newlogprob, newvalue = agent.get_action_and_value(b_obs[mb_inds], b_chains[mb_inds])
+                logratio = newlogprob - b_logprobs[mb_inds]  # (minibatch, flow_steps)
+                ratio = logratio.exp()
+
+                with torch.no_grad():
+                    # calculate approx_kl http://joschu.net/blog/kl-approx.html
+                    old_approx_kl = (-logratio).mean()
+                    approx_kl = ((ratio - 1) - logratio).mean()
+                    clipfracs += [((ratio - 1.0).abs() > clip_coef).float().mean().item()]
+
+                mb_advantages = b_advantages[mb_inds]
+                if args.norm_adv:
+                    mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
+
+                # Policy loss: one clipped term per denoising step, each with its action's advantage, averaged
+                pg_loss1 = -mb_advantages[:, None] * ratio
+                pg_loss2 = -mb_advantages[:, None] * torch.clamp(ratio, 1 - clip_coef, 1 + clip_coef)
+                pg_loss = torch.max(pg_loss1, pg_loss2).mean()
+
+                # Value loss
+                newvalue = newvalue.view(-1)
+                if args.clip_vloss:
+                    v_loss_unclipped = (newvalue - b_returns[mb_inds]) ** 2
+                    v_clipped = b_values[mb_inds] + torch.clamp(newvalue - b_values[mb_inds], -clip_coef, clip_coef)
+                    v_loss_clipped = (v_clipped - b_returns[mb_inds]) ** 2
+                    v_loss_max = torch.max(v_loss_unclipped, v_loss_clipped)
+                    v_loss = 0.5 * v_loss_max.mean()
+                else:
+                    v_loss = 0.5 * ((newvalue - b_returns[mb_inds]) ** 2).mean()
+
+                loss = pg_loss + v_loss * args.vf_coef  # no entropy bonus: the chain's is intractable (paper: 0)
+
+                if not torch.isfinite(loss):  # stop before a NaN reaches the weights
+                    sys.exit(
+                        f"error: non-finite loss ({loss.item()}) at step {global_step}; stopping before the run writes garbage"
+                    )
+                optimizer.zero_grad()
+                loss.backward()
+                if max_grad_norm is not None:
+                    nn.utils.clip_grad_norm_(agent.parameters(), max_grad_norm)
+                optimizer.step()
+
+            if args.target_kl is not None and approx_kl > args.target_kl:
+                break
+
+        # the policy acts with the statistics it was trained with; new observations enter after the update
+        agent.obs_rms.update(b_obs)
+
+        y_pred, y_true = b_values.cpu().numpy(), b_returns.cpu().numpy()
+        var_y = np.var(y_true)
+        explained_var = np.nan if var_y == 0 else 1 - np.var(y_true - y_pred) / var_y
+
+        # TRY NOT TO MODIFY: record rewards for plotting purposes
+        sps = int(global_step / (time.time() - start_time))
+        writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
+        writer.add_scalar("losses/value_loss", v_loss.item(), global_step)
+        writer.add_scalar("losses/policy_loss", pg_loss.item(), global_step)
+        writer.add_scalar("losses/old_approx_kl", old_approx_kl.item(), global_step)
+        writer.add_scalar("losses/approx_kl", approx_kl.item(), global_step)
+        writer.add_scalar("losses/clipfrac", np.mean(clipfracs), global_step)
+        writer.add_scalar("losses/explained_variance", explained_var, global_step)
+        writer.add_scalar("charts/SPS", sps, global_step)
+        if time.time() - last_print > 5 or iteration == args.num_iterations:
+            last_print = time.time()
+            recent = f"{np.mean(recent_returns):8.1f}" if recent_returns else "     n/a"
+            print(
+                f"step {global_step:>10,}/{planned_steps:,} | SPS {sps:5d} | episodic return {recent} | "
+                f"eval {last_eval:8.1f} (step {last_eval_step:,}) | value loss {v_loss.item():.3g}",
+                flush=True,
+            )
+            recent_returns = []
+
+    last_eval = evaluate(agent, eval_envs, seed=args.seed + 10_000).mean()
+    writer.add_scalar("eval/episodic_return", last_eval, global_step)
+    print(
+        f"final deterministic eval return {last_eval:.2f} after {global_step:,} steps "
+        f"({time.time() - start_time:.0f} s of training)"
+    )
+    if args.save_model:
+        model_path = f"{run_dir}/{args.exp_name}.pt"
+        save_checkpoint(model_path, args, {"agent": agent})
+        print(
+            f"model saved to {model_path}; evaluate it with: python {os.path.relpath(__file__)} --eval-checkpoint {model_path}"
+        )
+    if os.path.exists(f"{run_dir}/training_state.pt"):  # the run is complete: nothing is left to resume
+        os.remove(f"{run_dir}/training_state.pt")
+
+    envs.close()
+    eval_envs.close()
+    writer.close()

@@ -4,7 +4,8 @@
 
 Writes into the output dir (default benchmark/results/<table>/<preset>/):
     returns.md   final deterministic eval return (the LAST eval/episodic_return of each run, as the paper reports),
-                 mean +- std over seeds and n, one row per task, one column per method, then the paper's numbers
+                 mean +- std over seeds and n, one row per task, one column per method, each beside the paper's
+                 number for that method (gaussian_ppo: PPO, fpo: FPO, dppo: DPPO, ...), the paper's others last
     curves.png   eval/episodic_return against env steps per task: mean over seeds and a +-1 std band
     runtime.md   one line per run: env steps, wall time (from the run's marker), SPS (the last charts/SPS)
 A partial sweep works: runs that are missing, unfinished or failed are listed, not fatal.
@@ -22,7 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 from benchmark.events import read_scalars  # noqa: E402
-from benchmark.sweep import METHODS  # noqa: E402
+from benchmark.sweep import METHODS, PAPER_NAMES  # noqa: E402
 
 EVAL_TAG, SPS_TAG = "eval/episodic_return", "charts/SPS"
 
@@ -61,8 +62,9 @@ PAPER_RESULTS = {
 }  # fmt: skip
 
 
-# the paper's names of this project's columns
-PAPER_NAMES = {"gaussian_ppo": "PPO", "gorl_ppo": "GoRL-FM", "gorl_ppo_diff": "GoRL-Diff"}
+def named(column: str) -> str:
+    """A column as the tables head it: `gorl_ppo` (GoRL-FM), with the paper's name of the method when it has one."""
+    return f"`{column}`" + (f" ({PAPER_NAMES[column]})" if column in PAPER_NAMES else "")
 
 
 def shown(path: str, start: str = ROOT) -> str:
@@ -145,16 +147,22 @@ def returns_table(sweep: dict, found: dict, problems: list) -> str:
             rows.append([f"`{column}`", mean_std(values)])
     else:
         paper_methods = list(paper["methods"]) if paper else []
-        header = ["task", *[f"`{c}`" + (f" ({PAPER_NAMES[c]})" if c in PAPER_NAMES else "") for c in columns]]
-        header += [f"paper {m}" for m in paper_methods]
+        # each column the paper ran too has the paper's number beside it; the paper's other methods follow
+        order = []
+        for column in columns:
+            order.append(("ours", column))
+            if PAPER_NAMES.get(column) in paper_methods:
+                order.append(("paper", PAPER_NAMES[column]))
+        order += [("paper", method) for method in paper_methods if ("paper", method) not in order]
+        header = ["task", *[f"paper {name}" if kind == "paper" else named(name) for kind, name in order]]
         for task in tasks:
             row = [task]
-            for column in columns:
-                values = [found[(task, column, s)]["eval"][-1][1] for s in seeds if (task, column, s) in found]
-                row.append(mean_std(values))
-            for method in paper_methods:
-                mean, std = paper["methods"][method].get(task, (None, None))
-                row.append("n/a" if mean is None else f"{mean:.1f}" + ("" if std is None else f" +- {std:.1f}"))
+            for kind, name in order:
+                if kind == "ours":
+                    row.append(mean_std([found[(task, name, s)]["eval"][-1][1] for s in seeds if (task, name, s) in found]))
+                else:
+                    mean, std = paper["methods"][name].get(task, (None, None))
+                    row.append("n/a" if mean is None else f"{mean:.1f}" + ("" if std is None else f" +- {std:.1f}"))
             rows.append(row)
     lines = [caption, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]

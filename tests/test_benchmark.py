@@ -47,24 +47,27 @@ def flag(words, name):
 def test_main_table_paper_preset_runs_every_task_method_and_seed_at_the_paper_budget(tmp_path):
     out = table_script("run_all.sh", "--dry-run", out_dir=tmp_path)
     runs = commands(out)
-    assert len(runs) == 6 * 3 * 5
+    assert len(runs) == 6 * 5 * 5
     assert sorted({flag(r, "--env-id") for r in runs}) == sorted(TABLE_1)
-    assert {flag(r, "--exp-name") for r in runs} == {"gorl_ppo", "gorl_ppo_diff", "gaussian_ppo"}
+    assert {flag(r, "--exp-name") for r in runs} == {"gaussian_ppo", "fpo", "dppo", "gorl_ppo", "gorl_ppo_diff"}
+    assert "columns: gaussian_ppo (PPO), fpo (FPO), dppo (DPPO), gorl_ppo (GoRL-FM), gorl_ppo_diff (GoRL-Diff);" in out
     assert all(r[-2:] == ["--decoder", "diffusion"] for r in runs if flag(r, "--exp-name") == "gorl_ppo_diff")
-    assert all(r[0] == "paper" for r in runs)  # the PPO scripts start from the paper's configuration
+    # the PPO twins start from the paper's configuration; FPO and DPPO's defaults are the paper's settings for them
+    assert all((r[0] == "paper") == (flag(r, "--exp-name") not in ("fpo", "dppo")) for r in runs)
+    assert re.search(r"/benchmark/baselines/fpo_ppo\.py --env-id CheetahRun --seed 1 ", out)
     assert sorted({int(flag(r, "--seed")) for r in runs}) == [1, 2, 3, 4, 5]
     assert {flag(r, "--total-timesteps") for r in runs} == {"180000000"}
     assert {flag(r, "--eval-every") for r in runs} == {"6000000"} and {flag(r, "--eval-episodes") for r in runs} == {"128"}
     assert {flag(r, "--checkpoint-every") for r in runs} == {"6000000"}  # a resumable state at each evaluation
     keys = {(flag(r, "--env-id"), flag(r, "--exp-name"), flag(r, "--seed")) for r in runs}
     assert len(keys) == len(runs)  # no duplicates
-    assert "180,000,000 env steps per run" in out and "90 runs: 0 already done (skipped), 90 to run" in out
+    assert "180,000,000 env steps per run" in out and "150 runs: 0 already done (skipped), 150 to run" in out
     assert not os.listdir(tmp_path)  # a dry run writes nothing
 
 
 def test_quick_preset_is_one_knob_smaller_and_scales_evaluation(tmp_path):
     runs = commands(table_script("run_all.sh", "--preset", "quick", "--dry-run", out_dir=tmp_path))
-    assert len(runs) == 6 * 3 * 2
+    assert len(runs) == 6 * 5 * 2
     assert sorted({int(flag(r, "--seed")) for r in runs}) == [1, 2]
     assert {flag(r, "--total-timesteps") for r in runs} == {"150000"}
     assert {flag(r, "--eval-every") for r in runs} == {"30000"}
@@ -75,13 +78,13 @@ def test_quick_preset_is_one_knob_smaller_and_scales_evaluation(tmp_path):
         table_script("run_all.sh", "--preset", "quick", "--ppo-steps", "50000", "--num-seeds", "1", "--tasks", "HopperStand",
                      "--dry-run", out_dir=tmp_path)  # fmt: skip
     )
-    assert len(runs) == 3 and {flag(r, "--total-timesteps") for r in runs} == {"50000"}
+    assert len(runs) == 5 and {flag(r, "--total-timesteps") for r in runs} == {"50000"}
     assert {flag(r, "--eval-every") for r in runs} == {"10000"}
 
 
 def test_laptop_preset_runs_ten_million_steps_on_the_tasks_that_learn(tmp_path):
     runs = commands(table_script("run_all.sh", "--preset", "laptop", "--dry-run", out_dir=tmp_path))
-    assert len(runs) == 2 * 3 * 2 and {flag(r, "--env-id") for r in runs} == {"WalkerWalk", "CheetahRun"}
+    assert len(runs) == 2 * 5 * 2 and {flag(r, "--env-id") for r in runs} == {"WalkerWalk", "CheetahRun"}
     assert {flag(r, "--total-timesteps") for r in runs} == {"10000000"} and not any(r[0] == "paper" for r in runs)
     proc = subprocess.run(
         ["bash", os.path.join(ROOT, "benchmark", "humanoids.sh"), "--preset", "laptop", "--dry-run", "--out-dir",
@@ -101,7 +104,8 @@ def test_a_variant_may_name_a_ppo_configuration_which_goes_first(tmp_path, capsy
     assert runs["gorl_ppo_paper"][0] == "paper" and runs["gorl_ppo_paper"][-2:] == ["--decoder", "diffusion"]
     assert "paper" not in runs["gaussian_ppo"]  # the laptop preset's own configuration: the scripts' defaults
     for bad, why in [("x=gorl_sac paper", "not a configuration of gorl_sac (it has none)"),
-                     ("x=gorl_ppo papr", "'papr' is not a configuration of gorl_ppo (PPO scripts have: paper)")]:  # fmt: skip
+                     ("x=gorl_ppo papr", "'papr' is not a configuration of gorl_ppo (PPO scripts have: paper)"),
+                     ("x=fpo paper", "'paper' is not a configuration of fpo (it has none)")]:  # fmt: skip
         with pytest.raises(SystemExit):
             sweep.main([*base, "--variant", bad])
         assert why in capsys.readouterr().err
@@ -109,7 +113,7 @@ def test_a_variant_may_name_a_ppo_configuration_which_goes_first(tmp_path, capsy
 
 def test_other_tables_command_lists(tmp_path):
     humanoids = commands(table_script("humanoids.sh", "--dry-run", out_dir=tmp_path))
-    assert len(humanoids) == 2 * 3 * 3
+    assert len(humanoids) == 2 * 5 * 3
     assert {flag(r, "--env-id") for r in humanoids} == {"HumanoidStand", "HumanoidRun"}
     assert {flag(r, "--total-timesteps") for r in humanoids} == {"180000000"}
 
@@ -283,10 +287,10 @@ def test_slurm_task_checkpoints_requeues_and_resumes_its_run(tmp_path):
 
 
 def synthetic_sweep(tmp_path):
-    """A main-table sweep of 2 tasks x 2 methods x 3 seeds with made-up event files; one run never finished."""
+    """A main-table sweep of 2 tasks x 3 methods x 3 seeds with made-up event files; one run never finished."""
     from torch.utils.tensorboard import SummaryWriter
 
-    argv = ["--table", "main", "--tasks", "HopperStand", "CheetahRun", "--methods", "gorl_ppo", "gaussian_ppo",
+    argv = ["--table", "main", "--tasks", "HopperStand", "CheetahRun", "--methods", "gorl_ppo", "gaussian_ppo", "fpo",
             "--seeds", "1", "2", "3", "--preset", "quick", "--num-seeds", "3", "--out-dir", str(tmp_path / "runs")]  # fmt: skip
     plan = sweep.plan(sweep.build_parser().parse_args(argv))
     sweep.write_manifest(plan)
@@ -294,7 +298,8 @@ def synthetic_sweep(tmp_path):
         if run.run_id == "CheetahRun__gaussian_ppo__3":
             os.makedirs(plan.run_dir(run))  # started, never finished
             continue
-        base = 100.0 * (run.column == "gorl_ppo") + 10.0 * run.seed + (500.0 if run.task == "HopperStand" else 0.0)
+        base = 100.0 * (run.column == "gorl_ppo") - 5.0 * (run.column == "fpo") + 10.0 * run.seed
+        base += 500.0 if run.task == "HopperStand" else 0.0
         writer = SummaryWriter(os.path.join(plan.run_dir(run), "runs", f"{run.run_id}__123"))
         for step in range(0, 150_001, 30_000):
             writer.add_scalar("eval/episodic_return", base * step / 150_000, step)
@@ -311,16 +316,19 @@ def test_summarize_writes_tables_and_curves_and_lists_missing_runs(tmp_path):
     returns = read(os.path.join(out_dir, "returns.md"))
     rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in returns.splitlines() if line.startswith("| ")}
     # final return = LAST eval: base; seeds 1..3 add 10, 20, 30 -> mean 20 + base, population std 8.2
-    assert rows["HopperStand"][1] == "620.0 +- 8.2 (n=3)" and rows["HopperStand"][2] == "520.0 +- 8.2 (n=3)"
-    assert rows["CheetahRun"][1] == "120.0 +- 8.2 (n=3)" and rows["CheetahRun"][2] == "15.0 +- 5.0 (n=2)"
-    assert rows["HopperStand"][3] == "286.1 +- 273.1"  # the paper's PPO
-    assert rows["HopperStand"][-1].rstrip(" |") == "733.7 +- 223.8"  # the paper's GoRL-FM
+    # each column beside the paper's number for it, then the paper's methods that this sweep did not run
+    assert rows["task"] == ["| task", "`gorl_ppo` (GoRL-FM)", "paper GoRL-FM", "`gaussian_ppo` (PPO)", "paper PPO",
+                            "`fpo` (FPO)", "paper FPO", "paper DPPO", "paper GoRL-Diff |"]  # fmt: skip
+    assert rows["HopperStand"][1] == "620.0 +- 8.2 (n=3)" and rows["HopperStand"][2] == "733.7 +- 223.8"
+    assert rows["HopperStand"][3] == "520.0 +- 8.2 (n=3)" and rows["HopperStand"][4] == "286.1 +- 273.1"
+    assert rows["HopperStand"][5] == "515.0 +- 8.2 (n=3)" and rows["HopperStand"][6] == "3.9 +- 1.8"
+    assert rows["CheetahRun"][1] == "120.0 +- 8.2 (n=3)" and rows["CheetahRun"][3] == "15.0 +- 5.0 (n=2)"
     assert "150,000 env steps per PPO-type run" in returns and "planned seeds 1, 2, 3" in returns
     assert "`CheetahRun__gaussian_ppo__3`: unfinished or failed" in returns
 
     runtime = read(os.path.join(out_dir, "runtime.md"))
     assert (
-        sum(line.startswith("| `") for line in runtime.splitlines()) == 11
+        sum(line.startswith("| `") for line in runtime.splitlines()) == 17
         and "| `HopperStand__gorl_ppo__2` | HopperStand | `gorl_ppo` | 2 | 150,000 | 62 | 1002 |" in runtime
     )
     assert "150,000 env steps per PPO-type run" in runtime

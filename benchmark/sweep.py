@@ -36,25 +36,23 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUT = os.path.join(ROOT, "benchmark", "runs")
 
 
-PPO_CONFIGS = ("paper",)  # the PPO twins' named starting configurations (their first argument)
-
-
 @dataclass(frozen=True)
 class Method:
     script: str  # relative to --scripts-dir (the repo root)
     family: str  # "ppo" or "sac": which budget knob applies
-    configs: tuple = ()  # the script's named starting configurations (its first argument)
 
 
 METHODS = {
-    "gaussian_ppo": Method("gaussian_ppo.py", "ppo", PPO_CONFIGS),
-    "gorl_ppo": Method("gorl_ppo.py", "ppo", PPO_CONFIGS),
+    "gaussian_ppo": Method("gaussian_ppo.py", "ppo"),
+    "gorl_ppo": Method("gorl_ppo.py", "ppo"),
     "gaussian_sac": Method("gaussian_sac.py", "sac"),
     "gorl_sac": Method("gorl_sac.py", "sac"),
-    # the paper's generative baselines (Table 1's FPO and DPPO); their defaults are the paper's PPO shell for them
+    # the paper's generative baselines (Table 1's FPO and DPPO); their defaults are the paper's PPO shell for them, and
+    # `paper`, which they take as the twins do, changes nothing
     "fpo": Method("benchmark/baselines/fpo_ppo.py", "ppo"),
     "dppo": Method("benchmark/baselines/dppo.py", "ppo"),
 }
+PPO_CONFIGS = ("paper",)  # the PPO scripts' named starting configurations (their first argument)
 # the paper's names of the table scripts' columns (run_all.sh's five are Table 1's methods)
 PAPER_NAMES = {"gaussian_ppo": "PPO", "fpo": "FPO", "dppo": "DPPO", "gorl_ppo": "GoRL-FM", "gorl_ppo_diff": "GoRL-Diff"}
 
@@ -63,8 +61,8 @@ PAPER_NAMES = {"gaussian_ppo": "PPO", "fpo": "FPO", "dppo": "DPPO", "gorl_ppo": 
 # methods x 2 seeds = 24 runs) takes about 25 minutes with one worker on a 2-core laptop (see benchmark/README.md).
 # laptop: 10M env steps per PPO-type run (~90 min here, two at a time on 2 cores), 1M per SAC-type run, the first 2
 # seeds, and only the tasks known to learn within that: WalkerWalk (both PPO scripts ~440 at 10M here), CheetahRun (not
-# yet measured here), and Gym MuJoCo's SAC tasks. ppo_config: the configuration the PPO twins start from
-# (`python gorl_ppo.py paper ...`); fpo and dppo have none, their defaults are already the paper's settings for them.
+# yet measured here), and Gym MuJoCo's SAC tasks. ppo_config: the configuration the PPO scripts start from
+# (`python gorl_ppo.py paper ...`; fpo's and dppo's defaults are already the paper's settings for them).
 PRESETS = {
     "paper": dict(ppo_steps=180_000_000, sac_steps=4_000_000, num_seeds=None, num_evals=30, ppo_eval_episodes=128,
                   sac_eval_episodes=10, method_flags={}, ppo_config="paper", tasks=None),
@@ -136,10 +134,10 @@ def parse_variant(text: str):
         )
     method, words = words[0], words[1:]
     config = words.pop(0) if words and not words[0].startswith("-") else None
-    if config is not None and config not in METHODS[method].configs:
+    if config is not None and (METHODS[method].family != "ppo" or config not in PPO_CONFIGS):
         raise argparse.ArgumentTypeError(
             f"--variant {text!r}: {config!r} is not a configuration of {method}"
-            + (f" (PPO scripts have: {', '.join(PPO_CONFIGS)})" if METHODS[method].configs else " (it has none)")
+            + (f" (PPO scripts have: {', '.join(PPO_CONFIGS)})" if METHODS[method].family == "ppo" else " (it has none)")
         )
     return name, method, config, words
 
@@ -222,8 +220,7 @@ def plan(args) -> Sweep:
         for column, spec in columns.items():
             family = METHODS[spec["method"]].family
             for seed in seeds:
-                configs = METHODS[spec["method"]].configs  # fpo and dppo take none: their defaults are the paper's
-                config = spec["config"] or (preset["ppo_config"] if preset["ppo_config"] in configs else None)
+                config = spec["config"] or (preset["ppo_config"] if family == "ppo" else None)
                 config = [config] if config else []
                 checkpoint_every = eval_every[family] if args.checkpoint_every is None else args.checkpoint_every
                 flags = [*config, "--env-id", task, "--seed", str(seed), "--total-timesteps", str(budgets[family]),

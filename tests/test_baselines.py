@@ -4,6 +4,7 @@ update, DPPO's chain likelihood and ratio, and short runs of both scripts (check
 import glob
 import os
 import signal
+import sys
 
 import numpy as np
 import pytest
@@ -143,7 +144,9 @@ def test_deterministic_action_is_the_noise_free_flow_from_zero_and_draws_nothing
 
 
 @pytest.mark.parametrize("module", [fpo_ppo, dppo])
-def test_flags_are_checked_and_default_to_the_papers_ppo_shell(module):
+def test_flags_are_checked_and_default_to_the_papers_ppo_shell(module, monkeypatch):
+    monkeypatch.setattr(sys, "argv", [module.__file__, "paper", "--seed", "3"])  # `paper`, as the twins take it: the defaults
+    assert module.parse_args() == module.Args(seed=3)
     args = module.Args()
     assert (args.learning_rate, args.anneal_lr, args.update_epochs, args.gamma, args.max_grad_norm) == (
         3e-4,

@@ -52,9 +52,8 @@ def test_main_table_paper_preset_runs_every_task_method_and_seed_at_the_paper_bu
     assert {flag(r, "--exp-name") for r in runs} == {"gaussian_ppo", "fpo", "dppo", "gorl_ppo", "gorl_ppo_diff"}
     assert "columns: gaussian_ppo (PPO), fpo (FPO), dppo (DPPO), gorl_ppo (GoRL-FM), gorl_ppo_diff (GoRL-Diff);" in out
     assert all(r[-2:] == ["--decoder", "diffusion"] for r in runs if flag(r, "--exp-name") == "gorl_ppo_diff")
-    # the PPO twins start from the paper's configuration; FPO and DPPO's defaults are the paper's settings for them
-    assert all((r[0] == "paper") == (flag(r, "--exp-name") not in ("fpo", "dppo")) for r in runs)
-    assert re.search(r"/benchmark/baselines/fpo_ppo\.py --env-id CheetahRun --seed 1 ", out)
+    assert all(r[0] == "paper" for r in runs)  # the PPO scripts start from the paper's configuration
+    assert re.search(r"/benchmark/baselines/fpo_ppo\.py paper --env-id CheetahRun --seed 1 ", out)
     assert sorted({int(flag(r, "--seed")) for r in runs}) == [1, 2, 3, 4, 5]
     assert {flag(r, "--total-timesteps") for r in runs} == {"180000000"}
     assert {flag(r, "--eval-every") for r in runs} == {"6000000"} and {flag(r, "--eval-episodes") for r in runs} == {"128"}
@@ -104,8 +103,7 @@ def test_a_variant_may_name_a_ppo_configuration_which_goes_first(tmp_path, capsy
     assert runs["gorl_ppo_paper"][0] == "paper" and runs["gorl_ppo_paper"][-2:] == ["--decoder", "diffusion"]
     assert "paper" not in runs["gaussian_ppo"]  # the laptop preset's own configuration: the scripts' defaults
     for bad, why in [("x=gorl_sac paper", "not a configuration of gorl_sac (it has none)"),
-                     ("x=gorl_ppo papr", "'papr' is not a configuration of gorl_ppo (PPO scripts have: paper)"),
-                     ("x=fpo paper", "'paper' is not a configuration of fpo (it has none)")]:  # fmt: skip
+                     ("x=gorl_ppo papr", "'papr' is not a configuration of gorl_ppo (PPO scripts have: paper)")]:  # fmt: skip
         with pytest.raises(SystemExit):
             sweep.main([*base, "--variant", bad])
         assert why in capsys.readouterr().err

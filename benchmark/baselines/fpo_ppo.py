@@ -357,9 +357,10 @@ def check_args(args: Args):
 
 
 def parse_args() -> Args:
-    """The flags on top of the defaults (Args): the paper's PPO shell for FPO. Not followed, as in gaussian_ppo.py paper:
-    Brax's reward scale 10 (rewards keep the running-std scaling)."""
-    return tyro.cli(Args, description="FPO with the paper's PPO settings for it (the official FPO code's)")
+    """The flags on top of the defaults (Args): the paper's PPO shell for FPO; `paper` first, as the twins take it, changes
+    nothing. Not followed, as in gaussian_ppo.py paper: Brax's reward scale 10 (rewards keep the running-std scaling)."""
+    flags = sys.argv[2:] if sys.argv[1:2] == ["paper"] else sys.argv[1:]
+    return tyro.cli(Args, args=flags, description="FPO with the paper's PPO settings for it (the official FPO code's)")
 
 
 def save_checkpoint(path: str, args: Args, networks: dict):

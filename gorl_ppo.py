@@ -699,6 +699,7 @@ if __name__ == "__main__":
     try:
         check_args(args)
         if args.eval_checkpoint:
+            torch.set_num_threads(args.torch_threads)  # as training does: more threads only spin on these small nets
             saved_args, agent, decoder, eval_envs = load_checkpoint(args.eval_checkpoint, args.eval_episodes)
             returns = evaluate(agent, decoder, eval_envs, seed=saved_args.seed + 10_000)
             print(

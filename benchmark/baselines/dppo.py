@@ -639,7 +639,7 @@ if __name__ == "__main__":
                 else:
                     v_loss = 0.5 * ((newvalue - b_returns[mb_inds]) ** 2).mean()
 
-                loss = pg_loss + v_loss * args.vf_coef  # no entropy bonus: the chain's is intractable (paper: 0)
+                loss = pg_loss + v_loss * args.vf_coef  # no entropy bonus (the paper: 0); the steps' own is fixed by sigma
 
                 if not torch.isfinite(loss):  # stop before a NaN reaches the weights
                     sys.exit(

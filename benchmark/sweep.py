@@ -209,6 +209,9 @@ def plan(args) -> Sweep:
             f"error: the {args.preset} preset runs only tasks that learn within its budget ({', '.join(preset['tasks'])}); "
             f"none of {' '.join(args.tasks)} is one"
         )
+    if len(tasks) < len(args.tasks):  # say so: a task left out silently looks like a finished sweep without it
+        skipped = " ".join(task for task in args.tasks if task not in tasks)
+        print(f"the {args.preset} preset skips {skipped} (it runs only {', '.join(preset['tasks'])})", file=sys.stderr)
     sweep = Sweep(
         table=args.table, preset=args.preset, sweep_dir=os.path.join(os.path.abspath(args.out_dir), args.table, args.preset),
         tasks=tasks, columns=columns, seeds=seeds, budgets=budgets, eval_every=eval_every,

@@ -19,6 +19,7 @@ import random
 import signal
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Literal, Optional
 
@@ -47,6 +48,14 @@ class Args:
     """CPU threads for torch; one is fastest for these small networks and lets a sweep run one job per core"""
     cuda: bool = True
     """run the networks on a GPU when one is present (the envs stay on the CPU); --no-cuda runs are deterministic"""
+    track: bool = False
+    """log the run to Weights & Biases (pip install wandb): the TensorBoard scalars, the args and the videos"""
+    wandb_project_name: str = "gorl"
+    """the W&B project of --track"""
+    wandb_entity: Optional[str] = None
+    """the W&B entity (team) of --track; None: your default entity"""
+    capture_video: bool = False
+    """record the first episode of each evaluation as MP4 under videos/{run_name}/ (--eval-checkpoint: every episode)"""
     save_model: bool = False
     """save a checkpoint (args and weights) to runs/{run_name}/{exp_name}.pt"""
     eval_checkpoint: Optional[str] = None
@@ -177,9 +186,24 @@ class ActionRepeat(gym.Wrapper):
         return obs, total_reward, terminated, truncated, info
 
 
-def make_env(env_id: str, seed: int, action_repeat: int = 1):
+def recorded_env(env_id: str, video_folder: str) -> gym.Env:
+    """env_id drawing RGB frames for gymnasium's RecordVideo, which records when evaluate() starts it (--capture-video).
+    DM Control: camera 0, which follows the agent, in real time (shimmy's render_fps is 1000 dt instead of 1 / dt)."""
+    dm_control = env_id.startswith("dm_control/")
+    with warnings.catch_warnings(action="ignore"):  # of a missing render mode (the error says it), of a shared folder
+        try:  # an env that cannot draw frames stops the run here, in one line
+            env = gym.make(env_id, render_mode="rgb_array", **({"render_kwargs": {"camera_id": 0}} if dm_control else {}))
+            env.reset(seed=0)
+            env.render()
+        except Exception as err:
+            raise ValueError(f"--capture-video cannot render {env_id}: {err}") from None
+        fps = round(1 / env.unwrapped.dt) if dm_control else None
+        return gym.wrappers.RecordVideo(env, video_folder, episode_trigger=lambda _: False, fps=fps)
+
+
+def make_env(env_id: str, seed: int, action_repeat: int = 1, video_folder: Optional[str] = None):
     def thunk():
-        env = gym.make(env_id)
+        env = recorded_env(env_id, video_folder) if video_folder else gym.make(env_id)
         if action_repeat > 1:
             env = ActionRepeat(env, action_repeat)
         if isinstance(env.observation_space, gym.spaces.Dict):  # dm_control observations: a Dict of float64 arrays
@@ -194,9 +218,12 @@ def make_env(env_id: str, seed: int, action_repeat: int = 1):
     return thunk
 
 
-def make_vector_env(env_id: str, num_envs: int, seed: int, action_repeat: int = 1) -> gym.vector.VectorEnv:
-    """num_envs copies of env_id in this process, checked to have a bounded Box action space, recording raw episode returns."""
-    env_fns = [make_env(env_id, seed + i, action_repeat) for i in range(num_envs)]
+def make_vector_env(
+    env_id: str, num_envs: int, seed: int, action_repeat: int = 1, video_folder=None, videos=1
+) -> gym.vector.VectorEnv:
+    """num_envs copies of env_id in this process, checked to have a bounded Box action space, recording raw episode returns;
+    with a video_folder, the first `videos` of them can record video."""
+    env_fns = [make_env(env_id, seed + i, action_repeat, video_folder if i < videos else None) for i in range(num_envs)]
     # SAME_STEP autoreset: an env that finishes is reset within the same step, and its true last observation comes
     # back in infos["final_obs"], which the critic needs to bootstrap through time-limit truncations.
     envs = gym.vector.SyncVectorEnv(env_fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
@@ -556,10 +583,13 @@ def step_envs(envs: gym.vector.VectorEnv, rb: ReplayBuffer, writer: SummaryWrite
 
 
 @torch.no_grad()
-def evaluate(agent: Actor, decoder: FlowDecoder, envs: gym.vector.VectorEnv, seed: int, stochastic=False) -> np.ndarray:
+def evaluate(agent: Actor, decoder: FlowDecoder, envs: gym.vector.VectorEnv, seed: int, stochastic=False, video: str = ""):
     """Deterministic evaluation (eps = latent mean; stochastic: eps sampled): the return of the first episode of each env."""
     low, high, device = envs.single_action_space.low, envs.single_action_space.high, next(agent.parameters()).device
     obs, _ = envs.reset(seed=seed)
+    for i, env in enumerate(envs.unwrapped.envs if video else []):  # the envs with a RecordVideo (--capture-video) record
+        if env.has_wrapper_attr("start_recording"):  # this episode, a frame per env step; the autoreset at its end writes it
+            env.get_wrapper_attr("start_recording")(f"{video}-episode-{i}")
     returns = np.zeros(envs.num_envs)
     running = np.ones(envs.num_envs, dtype=bool)
     while running.any():
@@ -645,6 +675,18 @@ def min_total_timesteps(args: Args) -> int:
     return high
 
 
+def log_video(writer: SummaryWriter, video_folder: Optional[str], global_step: int, track: bool):
+    """--capture-video: the path of the episode that evaluate() recorded at global_step in TensorBoard, and with --track the
+    video itself in W&B."""
+    if video_folder:
+        path = f"{video_folder}/step-{global_step}-episode-0.mp4"
+        writer.add_text("eval/video", path, global_step)
+        if track:
+            import wandb  # imported by --track
+
+            wandb.log({"eval/video": wandb.Video(path)})
+
+
 POSITIVE_FLAGS = ("num_envs", "action_repeat", "buffer_size", "batch_size", "utd", "policy_frequency", "hidden_size")
 POSITIVE_FLAGS += ("target_network_frequency", "log_every", "eval_every", "eval_episodes", "torch_threads")
 POSITIVE_FLAGS += ("num_stages", "flow_steps", "decoder_epochs", "decoder_batch_size", "decoder_noise_draws")
@@ -695,7 +737,7 @@ def saved_run_args(saved: dict, source: str) -> dict:
     return {name: value for name, value in saved.items() if name not in DROPPED_FLAGS}
 
 
-def load_checkpoint(path: str, num_episodes: int):
+def load_checkpoint(path: str, num_episodes: int, video_folder: Optional[str] = None):
     """The saved run's args, the networks its policy acts with, and num_episodes envs to evaluate it on."""
     script = os.path.basename(__file__)
     try:
@@ -706,9 +748,8 @@ def load_checkpoint(path: str, num_episodes: int):
     if saved_by != script:
         raise ValueError(f"--eval-checkpoint {path} was saved by {saved_by}, not {script}: evaluate it with that script")
     saved_args = Args(**saved_run_args(checkpoint["args"], f"--eval-checkpoint {path}"))
-    envs = make_vector_env(
-        resolve_env_id(saved_args.env_id), num_episodes, saved_args.seed + 10_000, action_repeat=saved_args.action_repeat
-    )
+    env_id, seed = resolve_env_id(saved_args.env_id), saved_args.seed + 10_000
+    envs = make_vector_env(env_id, num_episodes, seed, saved_args.action_repeat, video_folder, num_episodes)
     obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
     actor = Actor(obs_dim, action_dim, hidden=saved_args.hidden_size)
     actor.load_state_dict(checkpoint["actor"])
@@ -783,11 +824,14 @@ if __name__ == "__main__":
     args = tyro.cli(Args)
     try:
         check_args(args)
-        if args.eval_checkpoint:
-            saved_args, actor, decoder, eval_envs = load_checkpoint(args.eval_checkpoint, args.eval_episodes)
-            returns = evaluate(actor, decoder, eval_envs, seed=saved_args.seed + 10_000)
+        if args.eval_checkpoint:  # --capture-video: every episode, to videos/{the checkpoint's run name}/
+            video_folder = f"videos/{os.path.basename(os.path.dirname(os.path.abspath(args.eval_checkpoint)))}"
+            video_folder = video_folder if args.capture_video else None
+            saved_args, actor, decoder, eval_envs = load_checkpoint(args.eval_checkpoint, args.eval_episodes, video_folder)
+            returns = evaluate(actor, decoder, eval_envs, seed=saved_args.seed + 10_000, video="checkpoint")
             print(
                 f"{saved_args.env_id}: deterministic return {returns.mean():.2f} +- {returns.std():.2f} over {len(returns)} episodes"
+                + (f"; videos: {video_folder}/checkpoint-episode-*.mp4" if video_folder else "")
             )
             sys.exit(0)
         args, resumed = load_training_state(args) if args.resume else (args, None)
@@ -803,14 +847,22 @@ if __name__ == "__main__":
             )
         args.decoder_data_steps, args.num_iterations = decoder_data_steps, int(stage_iterations.sum())
         envs = make_vector_env(gym_id, args.num_envs, args.seed, action_repeat=args.action_repeat)
-        eval_envs = make_vector_env(gym_id, args.eval_episodes, args.seed + 10_000, action_repeat=args.action_repeat)
+        run_name = resumed["run_name"] if resumed else f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+        video_folder = f"videos/{run_name}" if args.capture_video else None
+        eval_envs = make_vector_env(gym_id, args.eval_episodes, args.seed + 10_000, args.action_repeat, video_folder)
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
+    if args.track:  # before the SummaryWriter, whose scalars wandb syncs (CleanRL's way); wandb is optional
+        try:
+            import wandb
+        except ImportError:
+            sys.exit("error: --track logs to Weights & Biases, which is not installed: pip install wandb==0.31.0")
+        wandb_args = dict(project=args.wandb_project_name, entity=args.wandb_entity, name=run_name, config=vars(args))
+        wandb.init(**wandb_args, sync_tensorboard=True, save_code=True)
     if resumed:  # the same run directory; TensorBoard drops what the interrupted run logged after the checkpoint
-        run_name, run_dir = resumed["run_name"], os.path.dirname(os.path.abspath(args.resume))
+        run_dir = os.path.dirname(os.path.abspath(args.resume))
         writer = SummaryWriter(run_dir, purge_step=resumed["variables"]["global_step"] + 1)
     else:
-        run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
         run_dir = f"runs/{run_name}"
         writer = SummaryWriter(run_dir)
         writer.add_text(
@@ -872,8 +924,10 @@ if __name__ == "__main__":
     for iteration in range(start_iteration, args.num_iterations + 1):
         if global_step >= next_eval:
             eval_start = time.time()
-            last_eval, last_eval_step = evaluate(actor, decoder, eval_envs, seed=args.seed + 10_000).mean(), global_step
+            last_eval = evaluate(actor, decoder, eval_envs, seed=args.seed + 10_000, video=f"step-{global_step}").mean()
+            last_eval_step = global_step
             writer.add_scalar("eval/episodic_return", last_eval, global_step)
+            log_video(writer, video_folder, global_step, args.track)
             next_eval = (global_step // args.eval_every + 1) * args.eval_every  # the next multiple, after any jump
             start_time += time.time() - eval_start  # SPS measures training only
 
@@ -1037,8 +1091,9 @@ if __name__ == "__main__":
             stage += 1
 
     writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
-    last_eval = evaluate(actor, decoder, eval_envs, seed=args.seed + 10_000).mean()
+    last_eval = evaluate(actor, decoder, eval_envs, seed=args.seed + 10_000, video=f"step-{global_step}").mean()
     writer.add_scalar("eval/episodic_return", last_eval, global_step)
+    log_video(writer, video_folder, global_step, args.track)
     print(
         f"final deterministic eval return {last_eval:.2f} after {global_step:,} steps "
         f"({time.time() - start_time:.0f} s of training)"

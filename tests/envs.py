@@ -11,6 +11,7 @@ from TARGET, so a policy's return says how close its actions are to that point.
 
 import gymnasium as gym
 import numpy as np
+import shimmy  # registers the dm_control/<domain>-<task>-v0 ids
 from gymnasium.envs.classic_control.pendulum import PendulumEnv
 
 
@@ -57,3 +58,5 @@ class Target(gym.Env):
 for name, max_episode_steps in [("NanRewardPendulum", 200), ("Clock", 40), ("Target", 20)]:
     if f"{name}-v0" not in gym.registry:
         gym.register(f"{name}-v0", f"tests.envs:{name}", max_episode_steps=max_episode_steps, disable_env_checker=True)
+if "dm_control/hopper-short-v0" not in gym.registry:
+    gym.register("dm_control/hopper-short-v0", gym.spec("dm_control/hopper-stand-v0").entry_point, max_episode_steps=25)

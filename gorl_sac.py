@@ -825,6 +825,7 @@ if __name__ == "__main__":
     try:
         check_args(args)
         if args.eval_checkpoint:  # --capture-video: every episode, to videos/{the checkpoint's run name}/
+            torch.set_num_threads(args.torch_threads)  # as training does: more threads only spin on these small nets
             video_folder = f"videos/{os.path.basename(os.path.dirname(os.path.abspath(args.eval_checkpoint)))}"
             video_folder = video_folder if args.capture_video else None
             saved_args, actor, decoder, eval_envs = load_checkpoint(args.eval_checkpoint, args.eval_episodes, video_folder)

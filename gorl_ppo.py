@@ -272,30 +272,20 @@ def prior_kl(mean: torch.Tensor, logstd: torch.Tensor) -> torch.Tensor:
     return (0.5 * (mean**2 + torch.exp(2 * logstd) - 1) - logstd).sum(-1)
 
 
-def stage_fractions(num_stages: int) -> np.ndarray:
-    """Budget share of each stage: the first half of the stages weigh twice the rest (paper: 60M/60M/30M/30M)."""
-    weights = np.array([2.0 if stage < num_stages // 2 else 1.0 for stage in range(num_stages)])
-    return weights / weights.sum()
-
-
 class FlowDecoder(nn.Module):
-    """Conditional flow-matching decoder g_phi(s, z) (paper Sec. 4.2): a velocity field v(s, x_t, t) integrated in
-    flow_steps steps of step_sizes from t=1, where x = z, to t=0, where x is the pre-squash action. Its own observation
-    statistics, frozen at each refit, keep PPO's from moving it. Midpoint steps, not the paper's Euler steps: those narrow
-    what they decode, so each refit would hand the next stage a narrower policy (benchmark/integrator_check.py)."""
+    """Conditional flow-matching decoder g_phi(s, z) (paper Sec. 4.2): a velocity field v(s, x_t, t) integrated from t=1,
+    where x = z, to t=0, where x is the pre-squash action, by the midpoint rule (the paper's Euler steps narrow each
+    refit's policy: benchmark/integrator_check.py). Its observation statistics are its own, set at each refit."""
 
     def __init__(self, obs_dim: int, action_dim: int, flow_steps: int, hidden: int = 64, time_dim: int = 8):
         super().__init__()
-        self.flow_steps = flow_steps
-        self.obs_rms = RunningMeanStd(obs_dim)
+        self.flow_steps, self.obs_rms = flow_steps, RunningMeanStd(obs_dim)
         self.register_buffer("frequencies", 2.0 ** torch.arange(time_dim // 2) * torch.pi)
         step_times = 1.0 - torch.arange(flow_steps, dtype=torch.float64) / flow_steps
         self.register_buffer("step_times", step_times.float(), persistent=False)
         self.register_buffer("step_sizes", torch.full((flow_steps,), -1.0 / flow_steps), persistent=False)
-        layers, width = [], obs_dim + action_dim + time_dim
-        for _ in range(4):
-            layers += [nn.Linear(width, hidden), nn.SiLU()]
-            width = hidden
+        widths = [obs_dim + action_dim + time_dim] + [hidden] * 4
+        layers = [layer for i, o in zip(widths, widths[1:]) for layer in (nn.Linear(i, o), nn.SiLU())]
         self.velocity = nn.Sequential(*layers, nn.Linear(hidden, action_dim))
         # a zero output layer makes v = 0, so the steps leave x unchanged: stage 0's decoder is exactly a = z
         nn.init.zeros_(self.velocity[-1].weight)
@@ -326,12 +316,10 @@ class FlowDecoder(nn.Module):
 
 class DiffusionDecoder(FlowDecoder):
     """GoRL-Diff's decoder: denoising diffusion sampled by deterministic DDIM (eta = 0) from x = z at t = 1 to the
-    pre-squash action at t = 0, alpha_bar on improved DDPM's cosine schedule (s = 0.008) from 0.024 at t = 1, as in the
-    first official release, to 1 at t = 0 (from the later release's 1e-3 the first step multiplies the network's error
-    by 9, which can fold the map z -> a beyond what the SAC variant's relabelling inverts). DDIM's step
-    x_{k+1} = r_k x_k + c_k eps_hat, r_k = sqrt(ab_{k+1} / ab_k), c_k = sqrt(1 - ab_{k+1}) - r_k sqrt(1 - ab_k), is
-    taken as x_{k+1} = x_k + c_k delta with delta = eps_hat + (r_k - 1) x_k / c_k, which the network predicts: a zero
-    output layer is exactly a = z, and delta's squared error is that of the noise prediction eps_hat, DDPM's loss."""
+    pre-squash action at t = 0; alpha_bar follows improved DDPM's cosine schedule (s = 0.008) from 0.024 at t = 1 (the
+    first release's range: benchmark/results/diffusion_schedule.md) to 1 at t = 0. DDIM's step, x_{k+1} = r_k x_k + c_k
+    eps_hat with r_k = sqrt(ab_{k+1} / ab_k) and c_k = sqrt(1 - ab_{k+1}) - r_k sqrt(1 - ab_k), is x_k + c_k delta for the
+    delta = eps_hat + (r_k - 1) x_k / c_k that the network predicts: a zero output is a = z, and its loss is DDPM's."""
 
     def __init__(self, obs_dim: int, action_dim: int, flow_steps: int, hidden: int = 64, time_dim: int = 8):
         super().__init__(obs_dim, action_dim, flow_steps, hidden, time_dim)
@@ -370,13 +358,12 @@ def fit_decoder(decoder, obs, actions, epochs, batch_size, lr, noise_draws, pati
     validation loss, the held-out indices); the loss is infinite if the refit never produced a finite one."""
     decoder.obs_rms.mean.copy_(obs.mean(0))
     decoder.obs_rms.var.copy_(obs.var(0, unbiased=False))
-    perm = torch.randperm(len(obs))
-    num_val = max(1, int(len(obs) * val_fraction))
+    perm, num_val = torch.randperm(len(obs)), max(1, int(len(obs) * val_fraction))
     val, train = perm[:num_val], perm[num_val:].repeat(noise_draws)
     val_eps, val_t = torch.randn_like(actions[val]), torch.rand(num_val, 1, device=obs.device)  # fixed: comparable
     optimizer = optim.Adam(decoder.velocity.parameters(), lr=lr)
-    best_val, best_state, epochs_since_best = float("inf"), copy.deepcopy(decoder.state_dict()), 0
-    for _ in range(epochs):
+    best_val, best_state, best_epoch = float("inf"), copy.deepcopy(decoder.state_dict()), -1
+    for epoch in range(epochs):
         for idx in train[torch.randperm(len(train))].split(batch_size):
             eps, t = torch.randn_like(actions[idx]), torch.rand(len(idx), 1, device=obs.device)
             loss = decoder.loss(obs[idx], actions[idx], eps, t)
@@ -386,11 +373,9 @@ def fit_decoder(decoder, obs, actions, epochs, batch_size, lr, noise_draws, pati
         with torch.no_grad():
             val_loss = decoder.loss(obs[val], actions[val], val_eps, val_t).item()
         if val_loss < best_val:
-            best_val, best_state, epochs_since_best = val_loss, copy.deepcopy(decoder.state_dict()), 0
-        else:
-            epochs_since_best += 1
-            if epochs_since_best >= patience:
-                break
+            best_val, best_state, best_epoch = val_loss, copy.deepcopy(decoder.state_dict()), epoch
+        elif epoch - best_epoch >= patience:
+            break
     decoder.load_state_dict(best_state)
     return loss.item(), best_val, val
 
@@ -414,9 +399,8 @@ class Agent(nn.Module):
 
     def reset_to_prior(self):
         """Make pi_theta(z|s) exactly N(0, I) for every s, so the composed policy starts the stage as the decoder's fit."""
-        nn.init.zeros_(self.actor_mean[-1].weight)
-        nn.init.zeros_(self.actor_mean[-1].bias)
-        nn.init.zeros_(self.actor_logstd)
+        for param in (self.actor_mean[-1].weight, self.actor_mean[-1].bias, self.actor_logstd):
+            nn.init.zeros_(param)
 
     def get_value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.critic(self.obs_rms(obs))
@@ -430,8 +414,7 @@ class Agent(nn.Module):
         probs = Normal(mean, self.actor_logstd.expand_as(mean).exp())
         if z is None:
             z = probs.sample()
-        kl = prior_kl(mean, self.actor_logstd.expand_as(mean))
-        return z, probs.log_prob(z).sum(1), probs.entropy().sum(1), self.critic(x), kl
+        return z, probs.log_prob(z).sum(1), probs.entropy().sum(1), self.critic(x), prior_kl(mean, self.actor_logstd)
 
 
 def compute_gae(rewards, values, episode_ends, next_value, gamma: float, gae_lambda: float) -> torch.Tensor:
@@ -461,8 +444,7 @@ def log_episodes(writer: SummaryWriter, infos: dict, global_step: int) -> list:
 
 @torch.no_grad()
 def evaluate(agent: Agent, decoder: FlowDecoder, envs: gym.vector.VectorEnv, seed: int, stochastic=False, video: str = ""):
-    """Deterministic evaluation (z = latent mean, deterministic flow; stochastic: z sampled): the return of the first
-    episode of each env."""
+    """Deterministic evaluation (z = latent mean; stochastic: z sampled): the return of the first episode of each env."""
     low, high, device = envs.single_action_space.low, envs.single_action_space.high, next(agent.parameters()).device
     obs, _ = envs.reset(seed=seed)
     for i, env in enumerate(envs.unwrapped.envs if video else []):  # the envs with a RecordVideo (--capture-video) record
@@ -472,8 +454,7 @@ def evaluate(agent: Agent, decoder: FlowDecoder, envs: gym.vector.VectorEnv, see
     running = np.ones(envs.num_envs, dtype=bool)
     while running.any():
         obs_tensor = torch.from_numpy(obs).to(device)
-        z = agent.get_action_and_value(obs_tensor)[0] if stochastic else agent.get_mean(obs_tensor)
-        action = decoder(obs_tensor, z)
+        action = decoder(obs_tensor, agent.get_action_and_value(obs_tensor)[0] if stochastic else agent.get_mean(obs_tensor))
         obs, reward, terminations, truncations, _ = envs.step(squash_to_bounds(action.cpu().numpy(), low, high))
         returns += reward * running
         running &= ~(terminations | truncations)
@@ -482,12 +463,10 @@ def evaluate(agent: Agent, decoder: FlowDecoder, envs: gym.vector.VectorEnv, see
 
 @torch.no_grad()
 def refit_report(old: tuple, new: tuple, obs: torch.Tensor, eval_envs, seed: int, draws: int = 128) -> dict:
-    """How faithfully a refit hands on the policy its data came from: old = (latent policy, decoder) before the refit,
-    new = (latent policy reset to N(0, I), new decoder), compared on held-out states in tanh(x_0), where saturation counts
-    as it acts: deterministic_error, the RMS of g_new(s, mu_new(s)) - g_old(s, mu_old(s)); std_ratio_*, per action
-    dimension the new action std over the old; sliced_wasserstein, W1 between their actions at a state (16 random
-    directions); then both policies' deterministic and stochastic returns on the same episodes. The same noise drives
-    both, so an unchanged policy reads exactly 0, 1, 0 and equal returns; it is the report's own: training is unaffected."""
+    """How faithfully a refit hands on its data's policy, old = (latent policy, decoder), to new = (latent policy reset to
+    N(0, I), refit decoder), on held-out states in tanh(x_0): the RMS deterministic action error, per action dimension the
+    new action std over the old, sliced W1 between their actions at a state (16 directions), and both policies' returns.
+    The same noise drives both: an unchanged policy reads 0, 1, 0 and equal returns. Its own RNG: training is unaffected."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         noise = torch.randn(draws, *obs.shape[:1], eval_envs.single_action_space.shape[0], device=obs.device)
@@ -546,10 +525,11 @@ def collect_decoder_data(agent: Agent, decoder: FlowDecoder, envs: gym.vector.Ve
 
 
 def plan_stages(total_timesteps: int, args: Args) -> tuple:
-    """(PPO iterations of each stage, env steps of decoder data per refit) for a budget: every env step counts, so
-    the decoder data of every stage but the last comes out of that stage's share."""
+    """(PPO iterations of each stage, env steps of decoder data per refit) for a budget: the first half of the stages weigh
+    twice the rest (paper: 60M/60M/30M/30M), and each refit's data comes out of its stage's share."""
     decoder_data_steps = max(10, int(args.decoder_data_fraction * total_timesteps) // args.num_envs) * args.num_envs
-    stage_budgets = (total_timesteps * stage_fractions(args.num_stages)).astype(int)
+    weights = np.where(np.arange(args.num_stages) < args.num_stages // 2, 2.0, 1.0)
+    stage_budgets = (total_timesteps * (weights / weights.sum())).astype(int)
     stage_budgets[:-1] -= decoder_data_steps
     return stage_budgets // (args.num_envs * args.num_steps), decoder_data_steps
 
@@ -608,7 +588,7 @@ def check_args(args: Args):
             f"--num-minibatches {args.num_minibatches} does not divide the rollout batch (--num-envs x --num-steps = "
             f"{args.num_envs * args.num_steps}) into equal minibatches"
         )
-    shortest_stage = stage_fractions(args.num_stages).min()
+    shortest_stage = 1 / (args.num_stages + args.num_stages // 2)  # the share of each stage of the second half
     if args.num_stages > 1 and not 0 <= args.decoder_data_fraction < shortest_stage:
         raise ValueError(
             f"--decoder-data-fraction {args.decoder_data_fraction} must be in [0, {shortest_stage:.3f}): each refit's data "
@@ -1021,12 +1001,12 @@ if __name__ == "__main__":
             train_loss, val_loss, held_out = fit_decoder(decoder, data_obs, data_actions.clamp(-3.0, 3.0), *fit)
             if not np.isfinite(val_loss):
                 sys.exit(f"error: decoder refit diverged (train loss {train_loss}) at step {global_step}; stopping the run")
-            writer.add_scalar("losses/decoder_train", train_loss, global_step)
-            writer.add_scalar("losses/decoder_val", val_loss, global_step)
             # the next stage starts from pi_theta = N(0, I): the composed policy is the distribution just learned, so the
             # critic, which was evaluating that policy, stays (re-initialising it measured worse: ppo_stage_lr.md)
             agent.reset_to_prior()
             report = refit_report(old_policy, (agent, decoder), data_obs[held_out[:1024]], eval_envs, args.seed + 10_000)
+            writer.add_scalar("losses/decoder_train", train_loss, global_step)
+            writer.add_scalar("losses/decoder_val", val_loss, global_step)
             for name, value in report.items():
                 writer.add_scalar(f"refit/{name}", value, global_step)
             print(
@@ -1037,10 +1017,8 @@ if __name__ == "__main__":
                 flush=True,
             )
             optimizer = optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
-            clip_coef = args.clip_coef if args.later_clip_coef is None else args.later_clip_coef
-            max_grad_norm = args.max_grad_norm if args.later_max_grad_norm is None else args.later_max_grad_norm
-            stage_best_eval, stage_best_state = -np.inf, None
-            stage += 1
+            clip_coef, max_grad_norm = args.later_clip_coef or args.clip_coef, args.later_max_grad_norm or args.max_grad_norm
+            stage, stage_best_eval, stage_best_state = stage + 1, -np.inf, None
 
     last_eval = evaluate(agent, decoder, eval_envs, seed=args.seed + 10_000, video=f"step-{global_step}").mean()
     writer.add_scalar("eval/episodic_return", last_eval, global_step)

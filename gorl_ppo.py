@@ -492,11 +492,10 @@ def refit_report(old: tuple, new: tuple, obs: torch.Tensor, eval_envs, seed: int
 
 def refit_summary(report: dict) -> str:
     return (
-        f"deterministic action error {report['deterministic_error']:.3f}, action std ratio {report['std_ratio_min']:.2f}-"
-        f"{report['std_ratio_max']:.2f}, sliced W1 {report['sliced_wasserstein']:.3f}; return before -> after: "
-        f"deterministic {report['old_return_deterministic']:.1f} -> {report['new_return_deterministic']:.1f}, "
-        f"stochastic {report['old_return_stochastic']:.1f} -> {report['new_return_stochastic']:.1f}"
-    )
+        "deterministic action error {deterministic_error:.3f}, action std ratio {std_ratio_min:.2f}-{std_ratio_max:.2f}, "
+        "sliced W1 {sliced_wasserstein:.3f}; return before -> after: deterministic {old_return_deterministic:.1f} -> "
+        "{new_return_deterministic:.1f}, stochastic {old_return_stochastic:.1f} -> {new_return_stochastic:.1f}"
+    ).format(**report)
 
 
 def decoder_data_envs(data_steps: int, longest_episode: int, num_envs: int) -> int:
@@ -792,8 +791,7 @@ if __name__ == "__main__":
     clip_coef, max_grad_norm = args.clip_coef, args.max_grad_norm
     with torch.random.fork_rng():  # the decoder's init leaves the RNG stream as in Gaussian PPO: stage 0 is identical
         decoder = DECODERS[args.decoder](obs_dim, action_dim, args.flow_steps).to(device)
-    stage, stage_ends = 0, np.cumsum(stage_iterations)
-    stage_best_eval, stage_best_state = -np.inf, None
+    stage, stage_ends, stage_best_eval, stage_best_state = 0, np.cumsum(stage_iterations), -np.inf, None
 
     # ALGO Logic: Storage setup
     obs = torch.zeros((args.num_steps, args.num_envs, obs_dim), device=device)
@@ -1010,10 +1008,9 @@ if __name__ == "__main__":
             for name, value in report.items():
                 writer.add_scalar(f"refit/{name}", value, global_step)
             print(
-                f"stage {stage} done: decoder refit on {len(data_obs):,} (s, a) pairs ({num_data_envs} "
-                f"env{'s' if num_data_envs > 1 else ''} x {steps_per_env} steps from reset), "
-                f"train loss {train_loss:.4f}, val loss {val_loss:.4f} ({time.time() - refit_start:.0f} s)\n"
-                f"refit check: {refit_summary(report)}",
+                f"stage {stage} done: decoder refit on {len(data_obs):,} (s, a) pairs ({num_data_envs} env"
+                f"{'s' if num_data_envs > 1 else ''} x {steps_per_env} steps from reset), train loss {train_loss:.4f}, val loss "
+                f"{val_loss:.4f} ({time.time() - refit_start:.0f} s)\nrefit check: {refit_summary(report)}",
                 flush=True,
             )
             optimizer = optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)

@@ -1,5 +1,5 @@
-"""--capture-video and --track: gaussian_sac.py in depth; the other three scripts through the same flags on an env that
-cannot render, which fails only if a flag is missing or the eval envs do not get the recorder."""
+"""--capture-video and --track: gaussian_sac.py in depth; the other scripts (the FPO and DPPO baselines too) through the
+same flags on an env that cannot render, which fails only if a flag is missing or the eval envs do not get the recorder."""
 
 import glob
 import os
@@ -103,7 +103,10 @@ def test_track_without_wandb_stops_in_one_line(tmp_path):
     check_one_line_error(result, "error: --track logs to Weights & Biases, which is not installed: pip install wandb")
 
 
-@pytest.mark.parametrize("script", ["gaussian_sac.py", "gorl_sac.py", "gaussian_ppo.py", "gorl_ppo.py"])
+BASELINES = ["benchmark/baselines/fpo_ppo.py", "benchmark/baselines/dppo.py"]
+
+
+@pytest.mark.parametrize("script", ["gaussian_sac.py", "gorl_sac.py", "gaussian_ppo.py", "gorl_ppo.py", *BASELINES])
 def test_every_script_has_the_flags_and_records_its_eval_envs(script, tmp_path, monkeypatch):
     """Every flag parses, and the eval envs are made to record: an env with no frames to draw is refused in one line."""
     monkeypatch.setenv("WANDB_MODE", "offline")  # never online, should a script reach --track

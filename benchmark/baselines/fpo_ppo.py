@@ -20,6 +20,7 @@ import random
 import signal
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Literal, Optional
 
@@ -47,6 +48,14 @@ class Args:
     """CPU threads for torch; one is fastest for these small networks and lets a sweep run one job per core"""
     cuda: bool = True
     """run the networks on a GPU when one is present (the envs stay on the CPU); --no-cuda runs are deterministic"""
+    track: bool = False
+    """log the run to Weights & Biases (pip install wandb): the TensorBoard scalars, the args and the videos"""
+    wandb_project_name: str = "gorl"
+    """the W&B project of --track"""
+    wandb_entity: Optional[str] = None
+    """the W&B entity (team) of --track; None: your default entity"""
+    capture_video: bool = False
+    """record the first episode of each evaluation as MP4 under videos/{run_name}/ (--eval-checkpoint: every episode)"""
     save_model: bool = False
     """save a checkpoint (weights, observation statistics, args) to runs/{run_name}/{exp_name}.pt"""
     eval_checkpoint: Optional[str] = None
@@ -147,9 +156,24 @@ def resolve_env_id(env_id: str) -> str:
     )
 
 
-def make_env(env_id: str, seed: int):
+def recorded_env(env_id: str, video_folder: str) -> gym.Env:
+    """env_id drawing RGB frames for gymnasium's RecordVideo, which records when evaluate() starts it (--capture-video).
+    DM Control: camera 0, which follows the agent, in real time (shimmy's render_fps is 1000 dt instead of 1 / dt)."""
+    dm_control = env_id.startswith("dm_control/")
+    with warnings.catch_warnings(action="ignore"):  # of a missing render mode (the error says it), of a shared folder
+        try:  # an env that cannot draw frames stops the run here, in one line
+            env = gym.make(env_id, render_mode="rgb_array", **({"render_kwargs": {"camera_id": 0}} if dm_control else {}))
+            env.reset(seed=0)
+            env.render()
+        except Exception as err:
+            raise ValueError(f"--capture-video cannot render {env_id}: {err}") from None
+        fps = round(1 / env.unwrapped.dt) if dm_control else None
+        return gym.wrappers.RecordVideo(env, video_folder, episode_trigger=lambda _: False, fps=fps)
+
+
+def make_env(env_id: str, seed: int, video_folder: Optional[str] = None):
     def thunk():
-        env = gym.make(env_id)
+        env = recorded_env(env_id, video_folder) if video_folder else gym.make(env_id)
         if isinstance(env.observation_space, gym.spaces.Dict):  # dm_control observations: a Dict of float64 arrays
             env = gym.wrappers.FlattenObservation(env)
         space = env.observation_space
@@ -162,9 +186,12 @@ def make_env(env_id: str, seed: int):
     return thunk
 
 
-def make_vector_env(env_id: str, num_envs: int, seed: int, asynchronous: bool = False) -> gym.vector.VectorEnv:
-    """num_envs copies of env_id, checked to have a bounded Box action space, recording raw episode returns."""
-    env_fns = [make_env(env_id, seed + i) for i in range(num_envs)]
+def make_vector_env(
+    env_id: str, num_envs: int, seed: int, asynchronous: bool = False, video_folder=None, videos=1
+) -> gym.vector.VectorEnv:
+    """num_envs copies of env_id, checked to have a bounded Box action space, recording raw episode returns; with a
+    video_folder, the first `videos` of them can record video."""
+    env_fns = [make_env(env_id, seed + i, video_folder if i < videos else None) for i in range(num_envs)]
     vector_env_class = gym.vector.AsyncVectorEnv if asynchronous else gym.vector.SyncVectorEnv
     # SAME_STEP autoreset: an env that finishes is reset within the same step, and its true last observation comes
     # back in infos["final_obs"], which the critic needs to bootstrap through time-limit truncations.
@@ -311,10 +338,13 @@ def log_episodes(writer: SummaryWriter, infos: dict, global_step: int) -> list:
 
 
 @torch.no_grad()
-def evaluate(agent: Agent, envs: gym.vector.VectorEnv, seed: int) -> np.ndarray:
+def evaluate(agent: Agent, envs: gym.vector.VectorEnv, seed: int, video: str = "") -> np.ndarray:
     """Deterministic evaluation (x_1 = 0 through the flow): the return of the first episode of each env."""
     low, high, device = envs.single_action_space.low, envs.single_action_space.high, next(agent.parameters()).device
     obs, _ = envs.reset(seed=seed)
+    for i, env in enumerate(envs.unwrapped.envs if video else []):  # the envs with a RecordVideo (--capture-video) record
+        if env.has_wrapper_attr("start_recording"):  # this episode, a frame per env step; the autoreset at its end writes it
+            env.get_wrapper_attr("start_recording")(f"{video}-episode-{i}")
     returns = np.zeros(envs.num_envs)
     running = np.ones(envs.num_envs, dtype=bool)
     while running.any():
@@ -323,6 +353,18 @@ def evaluate(agent: Agent, envs: gym.vector.VectorEnv, seed: int) -> np.ndarray:
         returns += reward * running
         running &= ~(terminations | truncations)
     return returns
+
+
+def log_video(writer: SummaryWriter, video_folder: Optional[str], global_step: int, track: bool):
+    """--capture-video: the path of the episode that evaluate() recorded at global_step in TensorBoard, and with --track the
+    video itself in W&B."""
+    if video_folder:
+        path = f"{video_folder}/step-{global_step}-episode-0.mp4"
+        writer.add_text("eval/video", path, global_step)
+        if track:
+            import wandb  # imported by --track
+
+            wandb.log({"eval/video": wandb.Video(path)})
 
 
 POSITIVE_FLAGS = ("num_envs", "num_steps", "num_minibatches", "update_epochs", "eval_every", "eval_episodes", "torch_threads")
@@ -369,7 +411,7 @@ def save_checkpoint(path: str, args: Args, networks: dict):
     torch.save({"script": os.path.basename(__file__), "args": vars(args), **weights}, path)
 
 
-def load_checkpoint(path: str, num_episodes: int):
+def load_checkpoint(path: str, num_episodes: int, video_folder: Optional[str] = None):
     """Returns (args, agent, envs): the saved run's args, its agent, and num_episodes envs to evaluate it on."""
     script = os.path.basename(__file__)
     try:
@@ -380,7 +422,8 @@ def load_checkpoint(path: str, num_episodes: int):
     if saved_by != script:
         raise ValueError(f"--eval-checkpoint {path} was saved by {saved_by}, not {script}: evaluate it with that script")
     saved_args = Args(**checkpoint["args"])
-    envs = make_vector_env(resolve_env_id(saved_args.env_id), num_episodes, saved_args.seed + 10_000)
+    env_id, seed = resolve_env_id(saved_args.env_id), saved_args.seed + 10_000
+    envs = make_vector_env(env_id, num_episodes, seed, False, video_folder, num_episodes)
     obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
     agent = Agent(obs_dim, action_dim, saved_args.actor_hidden, saved_args.critic_hidden, saved_args.activation,
                   saved_args.flow_steps, saved_args.cfm_samples)  # fmt: skip
@@ -455,12 +498,15 @@ if __name__ == "__main__":
     args = parse_args()
     try:
         check_args(args)
-        if args.eval_checkpoint:
+        if args.eval_checkpoint:  # --capture-video: every episode, to videos/{the checkpoint's run name}/
             torch.set_num_threads(args.torch_threads)  # as training does: more threads only spin on these small nets
-            saved_args, agent, eval_envs = load_checkpoint(args.eval_checkpoint, args.eval_episodes)
-            returns = evaluate(agent, eval_envs, seed=saved_args.seed + 10_000)
+            video_folder = f"videos/{os.path.basename(os.path.dirname(os.path.abspath(args.eval_checkpoint)))}"
+            video_folder = video_folder if args.capture_video else None
+            saved_args, agent, eval_envs = load_checkpoint(args.eval_checkpoint, args.eval_episodes, video_folder)
+            returns = evaluate(agent, eval_envs, seed=saved_args.seed + 10_000, video="checkpoint")
             print(
                 f"{saved_args.env_id}: deterministic return {returns.mean():.2f} +- {returns.std():.2f} over {len(returns)} episodes"
+                + (f"; videos: {video_folder}/checkpoint-episode-*.mp4" if video_folder else "")
             )
             sys.exit(0)
         args, resumed = load_training_state(args) if args.resume else (args, None)
@@ -475,7 +521,9 @@ if __name__ == "__main__":
             )
         planned_steps = args.num_iterations * args.batch_size
         envs = make_vector_env(gym_id, args.num_envs, args.seed, args.async_envs)
-        eval_envs = make_vector_env(gym_id, args.eval_episodes, args.seed + 10_000)
+        run_name = resumed["run_name"] if resumed else f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+        video_folder = f"videos/{run_name}" if args.capture_video else None
+        eval_envs = make_vector_env(gym_id, args.eval_episodes, args.seed + 10_000, False, video_folder)
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
     if planned_steps < args.total_timesteps:
@@ -483,11 +531,17 @@ if __name__ == "__main__":
             f"note: {planned_steps:,} of the {args.total_timesteps:,} --total-timesteps will run "
             f"(whole rollout batches of {args.batch_size})"
         )
+    if args.track:  # before the SummaryWriter, whose scalars wandb syncs (CleanRL's way); wandb is optional
+        try:
+            import wandb
+        except ImportError:
+            sys.exit("error: --track logs to Weights & Biases, which is not installed: pip install wandb==0.31.0")
+        wandb_args = dict(project=args.wandb_project_name, entity=args.wandb_entity, name=run_name, config=vars(args))
+        wandb.init(**wandb_args, sync_tensorboard=True, save_code=True)
     if resumed:  # the same run directory; TensorBoard drops what the interrupted run logged after the checkpoint
-        run_name, run_dir = resumed["run_name"], os.path.dirname(os.path.abspath(args.resume))
+        run_dir = os.path.dirname(os.path.abspath(args.resume))
         writer = SummaryWriter(run_dir, purge_step=resumed["variables"]["global_step"] + 1)
     else:
-        run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
         run_dir = f"runs/{run_name}"
         writer = SummaryWriter(run_dir)
         writer.add_text(
@@ -545,8 +599,10 @@ if __name__ == "__main__":
     for iteration in range(start_iteration, args.num_iterations + 1):
         if global_step >= next_eval:
             eval_start = time.time()
-            last_eval, last_eval_step = evaluate(agent, eval_envs, seed=args.seed + 10_000).mean(), global_step
+            last_eval = evaluate(agent, eval_envs, seed=args.seed + 10_000, video=f"step-{global_step}").mean()
+            last_eval_step = global_step
             writer.add_scalar("eval/episodic_return", last_eval, global_step)
+            log_video(writer, video_folder, global_step, args.track)
             next_eval += args.eval_every
             start_time += time.time() - eval_start  # SPS measures training only
 
@@ -691,8 +747,9 @@ if __name__ == "__main__":
             )
             recent_returns = []
 
-    last_eval = evaluate(agent, eval_envs, seed=args.seed + 10_000).mean()
+    last_eval = evaluate(agent, eval_envs, seed=args.seed + 10_000, video=f"step-{global_step}").mean()
     writer.add_scalar("eval/episodic_return", last_eval, global_step)
+    log_video(writer, video_folder, global_step, args.track)
     print(
         f"final deterministic eval return {last_eval:.2f} after {global_step:,} steps "
         f"({time.time() - start_time:.0f} s of training)"

@@ -1,176 +1,146 @@
-"""Emergent multimodality (the paper's qualitative figure) on a one-step bandit with two equally good actions.
+"""Emergent multimodality, as the paper draws it (HopperStand, Sec. 5): 10,000 actions sampled at one state, projected on
+their first principal component, for GoRL-PPO and Gaussian PPO side by side.
 
-BimodalBandit-v0 (gorl_envs.py) pays exp(-(|a| - 0.6)^2 / (2 * 0.1^2)): the best actions are a = -0.6 and a = +0.6,
-the middle pays nothing. Gaussian PPO and GoRL-PPO are trained on it (subprocesses, --save-model), then 10,000
-stochastic actions are sampled from each policy at the task's one state and plotted side by side:
+The states come from one deterministic evaluation episode of the first policy (the run's evaluation seed), at fixed
+steps; both policies are sampled at the same states. GoRL: z ~ pi_theta(z|s), a = tanh(g_phi(s, z)); Gaussian PPO:
+a = tanh(mean + std eps). Each state's 10,000 actions are projected on their own first principal component. The
+bimodality coefficient BC = (skewness^2 + 1) / kurtosis is 1/3 for a Gaussian, 5/9 for a uniform, and above 5/9 for
+two separated modes (or a strongly skewed single one: the histogram tells which). It is given for the env actions and
+for the pre-squash actions, where a Gaussian policy is exactly Gaussian (BC = 1/3): any excess there is the decoder's.
 
-    python benchmark/multimodality.py      # 3 seeds, ~2.5 min -> benchmark/results/multimodality.png and .md
+    python benchmark/multimodality.py GORL.pt GAUSSIAN.pt [MORE.pt ...] --out benchmark/results/multimodality
 
-A tanh-squashed Gaussian can put at most about 21.7% of its mass within 0.2 of each mode at once (mean 0, std about
-0.7 in pre-squash space; anything else loses one side), so ">= 30% within 0.2 of both -0.6 and +0.6" is a shape no
-Gaussian policy can have; that is what tests/test_benchmark.py asks of GoRL.
-
-Result (benchmark/results/multimodality.md): NOT reproduced. Both methods put 100% of their mass on one mode, the
-same one for a given seed (stage 0 of GoRL is Gaussian PPO). At a single state this design cannot do otherwise: the
-decoder is refit on the composed policy's own pre-squash actions, which are Gaussian after stage 0; the flow that
-carries N(0, 1) onto a 1-D Gaussian is affine (tests/test_ppo.py checks that the fitted decoder is), so the next
-stage's Gaussian latent decodes to a Gaussian again, stage after stage. A 1-D flow is monotone and puts out two modes
-only when it was fit on two. Multimodality has to enter through the decoder pooling the different actions of nearby
-states (as in the paper's HopperStand figure, at 180M steps); see benchmark/README.md for a contextual variant.
+Each argument is a --save-model checkpoint or a training_state.pt of gorl_ppo.py or gaussian_ppo.py. Writes OUT.png (two
+rows of histograms per policy: env actions, pre-squash actions) and prints a Markdown table of BC per policy and state.
 """
 
 import argparse
-import glob
+import dataclasses
+import gzip
 import os
-import subprocess
+import pickle
 import sys
-import time
 
 import numpy as np
 import torch
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import gaussian_ppo  # noqa: E402
+import gorl_ppo  # noqa: E402
 
-import gorl_envs  # noqa: E402  the bandit's reward, for the plot
-
-ENV_ID = "gorl_envs:BimodalBandit-v0"  # the scripts import gorl_envs for a "module:Env-v0" id
-MODE, WINDOW = 0.6, 0.2
-# one-step episodes: small rollouts, many updates; an entropy bonus keeps both methods exploring (the same for both)
-COMMON_FLAGS = [
-    "--num-envs", "16", "--num-steps", "16", "--num-minibatches", "4", "--update-epochs", "10",
-    "--learning-rate", "3e-3", "--ent-coef", "0.01", "--eval-every", "1000000", "--eval-episodes", "4",
-]  # fmt: skip
-# a well-fitted decoder (many small batches, 10% of the budget as refit data), so that a unimodal result cannot be
-# blamed on an under-trained decoder
-GORL_FLAGS = ["--num-stages", "4", "--decoder-batch-size", "512", "--decoder-data-fraction", "0.1", "--decoder-patience", "20"]
-DEFAULT_STEPS = 40_000
+MODULES = {"gaussian_ppo.py": gaussian_ppo, "gorl_ppo.py": gorl_ppo}
+NAMES = {"gaussian_ppo.py": "Gaussian PPO", "gorl_ppo.py": "GoRL-PPO"}
 
 
-def train(method: str, out_dir: str, total_timesteps: int = DEFAULT_STEPS, seed: int = 1, extra: list = ()) -> str:
-    """Train `method` (gaussian_ppo or gorl_ppo) on the bandit in out_dir; returns the checkpoint's path."""
-    os.makedirs(out_dir, exist_ok=True)
-    flags = COMMON_FLAGS + (GORL_FLAGS if method == "gorl_ppo" else []) + list(extra)
-    argv = ["--env-id", ENV_ID, "--seed", str(seed), "--total-timesteps", str(total_timesteps)]
-    argv += ["--exp-name", method, "--save-model", *flags]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    log_path = os.path.join(out_dir, f"{method}.log")
-    with open(log_path, "w") as log:
-        proc = subprocess.run([sys.executable, os.path.join(REPO, f"{method}.py"), *argv], cwd=out_dir, env=env, stdout=log,
-                              stderr=subprocess.STDOUT)  # fmt: skip
-    if proc.returncode != 0:
-        raise RuntimeError(f"{method} failed (exit {proc.returncode}); see {log_path}")
-    checkpoints = sorted(glob.glob(os.path.join(out_dir, "runs", f"{ENV_ID}__{method}__{seed}__*", f"{method}.pt")))
-    if not checkpoints:
-        raise FileNotFoundError(f"{method} wrote no checkpoint under {out_dir}/runs; see {log_path}")
-    return checkpoints[-1]
+def load_policy(path: str):
+    """(script, run args, agent, decoder or None, env steps trained) of a --save-model checkpoint or a training state."""
+    try:
+        with gzip.open(path, "rb") as f:
+            state = pickle.load(f)
+    except gzip.BadGzipFile:  # a --save-model checkpoint: the script's own loader checks it
+        script = torch.load(path, weights_only=False, map_location="cpu")["script"]
+        loaded = MODULES[script].load_checkpoint(path, 1)
+        loaded[-1].close()
+        args, agent, decoder = loaded[0], loaded[1], (loaded[2] if len(loaded) == 4 else None)
+        return script, args, agent, decoder, args.total_timesteps
+    script, variables, module = state["script"], state["variables"], MODULES[state["script"]]
+    known = {field.name for field in dataclasses.fields(module.Args)}  # flags dropped since then held today's behaviour
+    args = module.Args(**{name: value for name, value in state["args"].items() if name in known})
+    obs_dim, action_dim = variables["envs"].single_observation_space.shape[0], variables["envs"].single_action_space.shape[0]
+    agent = module.Agent(obs_dim, action_dim, args.actor_hidden, args.critic_hidden, args.activation)
+    agent.load_state_dict(variables["agent"].state_dict())  # today's class: a training state pickles its classes by value
+    decoder = None
+    if script == "gorl_ppo.py":
+        decoder = gorl_ppo.DECODERS[args.decoder](obs_dim, action_dim, args.flow_steps)
+        decoder.load_state_dict(variables["decoder"].state_dict())
+    return script, args, agent, decoder, variables["global_step"]
 
 
 @torch.no_grad()
-def sample_actions(method: str, checkpoint: str, num_samples: int = 10_000, seed: int = 0) -> np.ndarray:
-    """num_samples stochastic env actions of a saved policy at the bandit's (only) state, shape (num_samples,)."""
-    torch.manual_seed(seed)
-    if method == "gaussian_ppo":
-        import gaussian_ppo as module
-
-        _, agent, envs = module.load_checkpoint(checkpoint, 1)
-        decoder = None
-    else:
-        import gorl_ppo as module
-
-        _, agent, decoder, envs = module.load_checkpoint(checkpoint, 1)
-    obs, _ = envs.reset(seed=seed)
+def episode_states(args, agent, decoder, steps: list) -> torch.Tensor:
+    """Observations at the given steps of one deterministic episode from the run's first evaluation seed."""
+    envs = gorl_ppo.make_vector_env(gorl_ppo.resolve_env_id(args.env_id), 1, args.seed + 10_000)
     low, high = envs.single_action_space.low, envs.single_action_space.high
+    obs, _ = envs.reset(seed=args.seed + 10_000)
+    states = {}
+    for step in range(max(steps) + 1):
+        if step in steps:
+            states[step] = torch.from_numpy(obs[0].copy())
+        x0 = agent.get_mean(torch.from_numpy(obs))
+        x0 = decoder(torch.from_numpy(obs), x0) if decoder is not None else x0
+        obs, _, terminations, truncations, _ = envs.step(gorl_ppo.squash_to_bounds(x0.numpy(), low, high))
+        if terminations.any() or truncations.any():
+            raise ValueError(f"the episode ended at step {step}, before step {max(steps)}")
     envs.close()
-    obs = torch.from_numpy(obs).repeat(num_samples, 1)
+    return torch.stack([states[step] for step in steps])
+
+
+@torch.no_grad()
+def sample_actions(agent, decoder, state: torch.Tensor, samples: int, seed: int = 0) -> torch.Tensor:
+    """`samples` pre-squash actions of the stochastic policy at one state: decoder(s, z), z ~ pi(z|s) (Gaussian: z)."""
+    obs = state.expand(samples, -1)
     mean = agent.get_mean(obs)
-    z = torch.distributions.Normal(mean, agent.actor_logstd.expand_as(mean).exp()).sample()
-    pre_squash = z if decoder is None else decoder(obs, z)
-    return module.squash_to_bounds(pre_squash.numpy(), low, high)[:, 0]
+    noise = torch.randn(mean.shape, generator=torch.Generator().manual_seed(seed))
+    z = mean + agent.actor_logstd.exp() * noise
+    return decoder(obs, z) if decoder is not None else z
 
 
-def mode_fractions(actions: np.ndarray) -> dict:
-    """Fractions of the actions within WINDOW of -MODE, of +MODE, and of 0 (the middle, which pays nothing)."""
-    actions = np.asarray(actions)
-    return {
-        "neg": float(np.mean(np.abs(actions + MODE) <= WINDOW)),
-        "pos": float(np.mean(np.abs(actions - MODE) <= WINDOW)),
-        "middle": float(np.mean(np.abs(actions) <= WINDOW)),
-    }
+def first_component(actions: np.ndarray) -> np.ndarray:
+    """Projection of each action (rows) on the first principal component of the sample."""
+    centred = actions - actions.mean(0)
+    return centred @ np.linalg.svd(centred, full_matrices=False)[2][0]
 
 
-def plot(samples: dict, path: str, title: str):
+def bimodality_coefficient(x: np.ndarray) -> float:
+    """(skewness^2 + 1) / kurtosis, from the sample's central moments: 1/3 Gaussian, 5/9 uniform, > 5/9 two modes."""
+    centred = x - x.mean()
+    m2, m3, m4 = (np.mean(centred**k) for k in (2, 3, 4))
+    return float((m3**2 / m2**3 + 1) / (m4 / m2**2))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("policies", nargs="+", help="--save-model checkpoints or training_state.pt files of the PPO scripts")
+    p.add_argument("--steps", nargs="+", type=int, default=[100, 300, 500, 700, 900], help="episode steps of the states")
+    p.add_argument("--samples", type=int, default=10_000, help="actions sampled per state")
+    p.add_argument("--out", default=os.path.join("benchmark", "results", "multimodality"), help="OUT.png is written")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    try:
+        policies = [load_policy(path) for path in args.policies]
+    except (OSError, KeyError, ValueError, pickle.UnpicklingError) as err:
+        sys.exit(f"error: cannot read a gorl_ppo.py or gaussian_ppo.py checkpoint or training state: {err}")
+    _, first_args, first_agent, first_decoder, _ = policies[0]
+    states = episode_states(first_args, first_agent, first_decoder, args.steps)
+    print(f"states: steps {', '.join(map(str, args.steps))} of a deterministic episode of {args.policies[0]}")
+    print("\n| policy | env steps trained | BC of the actions per state | BC pre-squash per state |\n|---|---|---|---|")
+    rows = []
+    for path, (script, run_args, agent, decoder, trained) in zip(args.policies, policies):
+        pre_squash = [sample_actions(agent, decoder, state, args.samples).numpy() for state in states]
+        label = f"{NAMES[script]}, {trained / 1e6:.1f}M"
+        cells = []
+        for space, transform in (("actions", np.tanh), ("pre-squash", np.asarray)):
+            projections = [first_component(transform(x)) for x in pre_squash]
+            rows.append((f"{label}\n{space}", projections, [bimodality_coefficient(x) for x in projections]))
+            cells.append(" ".join(f"{bc:.2f}" for bc in rows[-1][2]))
+        print(f"| {label} ({run_args.env_id}): {os.path.basename(path)} | {trained:,} | {cells[0]} | {cells[1]} |")
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(samples), figsize=(5 * len(samples), 3.6), sharey=True)
-    grid = np.linspace(-1, 1, 401)
-    reward = gorl_envs.BimodalBandit().reward(grid)
-    for ax, (name, actions) in zip(np.atleast_1d(axes), samples.items()):
-        fractions = mode_fractions(actions)
-        ax.hist(actions, bins=np.linspace(-1, 1, 81), density=True, color="tab:blue", alpha=0.8, label="actions")
-        ax2 = ax.twinx()
-        ax2.plot(grid, reward, color="tab:red", lw=1, label="reward")
-        ax2.set_ylim(0, 1.05)
-        ax2.set_yticks([])
-        ax.set_title(f"{name}\nnear -0.6: {fractions['neg']:.0%}, near +0.6: {fractions['pos']:.0%}, middle: {fractions['middle']:.0%}",
-                     fontsize=9)  # fmt: skip
-        ax.set_xlabel("action")
-    np.atleast_1d(axes)[0].set_ylabel("density of 10,000 sampled actions")
-    fig.suptitle(title, fontsize=10)
+    fig, axes = plt.subplots(len(rows), len(states), figsize=(2.6 * len(states), 2.2 * len(rows)), squeeze=False)
+    for row, (label, projections, bcs) in zip(axes, rows):
+        for ax, projection, bc, step in zip(row, projections, bcs, args.steps):
+            ax.hist(projection, bins=60, color="tab:red" if bc > 5 / 9 else "tab:blue")
+            ax.set_title(f"step {step}: BC {bc:.2f}", fontsize=9)
+            ax.set_yticks([])
+        row[0].set_ylabel(label, fontsize=8)
+    fig.suptitle(f"{args.samples:,} actions per state on their first principal component (BC > 5/9: bimodal or skewed)")
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--total-timesteps", type=int, default=DEFAULT_STEPS, help="training steps of each method")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="the figure shows the first seed")
-    parser.add_argument("--num-samples", type=int, default=10_000, help="actions sampled at the state")
-    parser.add_argument("--work-dir", default=os.path.join(REPO, "benchmark", "runs", "multimodality"),
-                        help="where the training runs (event files, checkpoints, logs) go")  # fmt: skip
-    parser.add_argument("--out", default=os.path.join(REPO, "benchmark", "results", "multimodality.png"))
-    args = parser.parse_args()
-
-    samples, lines, bimodal = {}, [], {"Gaussian PPO": 0, "GoRL-PPO (flow decoder)": 0}
-    for seed in args.seeds:
-        for method, label in (("gaussian_ppo", "Gaussian PPO"), ("gorl_ppo", "GoRL-PPO (flow decoder)")):
-            start = time.time()
-            checkpoint = train(method, os.path.join(args.work_dir, f"seed{seed}"), args.total_timesteps, seed)
-            actions = sample_actions(method, checkpoint, args.num_samples)
-            if seed == args.seeds[0]:
-                samples[label] = actions
-            fractions = mode_fractions(actions)
-            bimodal[label] += min(fractions["neg"], fractions["pos"]) >= 0.3
-            lines.append(f"| {label} | {seed} | {fractions['neg']:.1%} | {fractions['pos']:.1%} | {fractions['middle']:.1%} | "
-                         f"{time.time() - start:.0f} |")  # fmt: skip
-            print(lines[-1], flush=True)
-    title = (f"BimodalBandit-v0, reward exp(-(|a|-0.6)^2/0.02): {args.num_samples:,} stochastic actions at the state after "
-             f"{args.total_timesteps:,} env steps of training (seed {args.seeds[0]})")  # fmt: skip
-    plot(samples, args.out, title)
-    table = [
-        f"Action samples at the bandit's state after {args.total_timesteps:,} env steps of training ({args.num_samples:,} "
-        f"samples per run; window +-{WINDOW} around -0.6, +0.6 and 0). Flags shared by both: `{' '.join(COMMON_FLAGS)}`; "
-        f"GoRL adds `{' '.join(GORL_FLAGS)}`. A tanh-Gaussian can hold at most ~21.7% in both mode windows at once. "
-        f"Made by `python benchmark/multimodality.py --total-timesteps {args.total_timesteps} --seeds "
-        f"{' '.join(map(str, args.seeds))}`.",
-        "",
-        "| method | seed | mass near -0.6 | mass near +0.6 | mass near 0 | train + sample time (s) |",
-        "|---|---|---|---|---|---|",
-        *lines,
-        "",
-        "Runs with >= 30% of their samples near both modes: "
-        + ", ".join(f"{label} {count} of {len(args.seeds)}" for label, count in bimodal.items())
-        + ".",
-    ]
-    with open(os.path.splitext(args.out)[0] + ".md", "w") as f:
-        f.write("\n".join(table) + "\n")
-    print(f"wrote {args.out}")
+    fig.savefig(f"{args.out}.png", dpi=110)
+    print(f"\nwrote {args.out}.png")
 
 
 if __name__ == "__main__":

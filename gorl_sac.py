@@ -21,7 +21,7 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Optional
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # dm_control renders headless; without it it warns about a missing DISPLAY
 
@@ -113,8 +113,6 @@ class Args:
     """stages of latent-policy training; the budget splits like the paper's SAC variant's 2M/1M/1M (1/2, 1/4, 1/4)"""
     target_kl: float = 1.0
     """target of KL(pi_theta(.|s) || N(0, I)) per action dimension, toward which alpha is tuned"""
-    decoder: Literal["flow", "diffusion"] = "flow"
-    """the generative decoder: flow matching (GoRL-FM) or diffusion sampled by DDIM (GoRL-Diff)"""
     flow_steps: int = 10
     """sampling steps of the decoder from t=1 (x=eps) to t=0 (x=pre-squash action)"""
     decoder_data_steps: Optional[int] = None
@@ -308,46 +306,6 @@ class FlowDecoder(nn.Module):
         return ((self.velocity_at(self.obs_rms(obs), x_t, t) - (eps - actions)) ** 2).mean()
 
 
-class DiffusionDecoder(FlowDecoder):
-    """GoRL-Diff's decoder: denoising diffusion sampled by deterministic DDIM (eta = 0) from x = eps at t = 1 to the
-    pre-squash action at t = 0, alpha_bar on improved DDPM's cosine schedule (s = 0.008) from 0.024 at t = 1, as in the
-    first official release, to 1 at t = 0 (from the later release's 1e-3 the first step can fold the map eps -> a beyond
-    what relabelling inverts: benchmark/results/diffusion_schedule.md). DDIM's step x_{k+1} = r_k x_k + c_k eps_hat,
-    r_k = sqrt(ab_{k+1} / ab_k), c_k = sqrt(1 - ab_{k+1}) - r_k sqrt(1 - ab_k), is taken as x_{k+1} = x_k + c_k delta
-    with delta = eps_hat + (r_k - 1) x_k / c_k, which the network predicts: a zero output layer is exactly a = eps, and
-    delta's squared error is that of the noise prediction eps_hat, DDPM's loss."""
-
-    def __init__(self, obs_dim: int, action_dim: int, flow_steps: int, hidden: int = 64, time_dim: int = 8):
-        super().__init__(obs_dim, action_dim, flow_steps, hidden, time_dim)
-        t = 1.0 - torch.arange(flow_steps, dtype=torch.float64) / flow_steps
-
-        def cosine(t):  # alpha_bar at noise level tau = 0.9 t: 1 at t = 0, 0.024 at t = 1
-            return (torch.cos((0.9 * t + 0.008) / 1.008 * torch.pi / 2) / np.cos(0.008 / 1.008 * np.pi / 2)) ** 2
-
-        alpha_bar, alpha_bar_next = cosine(t), cosine((t - 1.0 / flow_steps).clamp(min=0.0))
-        r = torch.sqrt(alpha_bar_next / alpha_bar)
-        c = torch.sqrt((1 - alpha_bar_next).clamp(min=0.0)) - r * torch.sqrt(1 - alpha_bar)
-        self.step_sizes = c.float()
-        self.register_buffer("alpha_bars", alpha_bar.float(), persistent=False)
-        self.register_buffer("drifts", ((r - 1) / c).float(), persistent=False)
-
-    def step(self, obs_normalized: torch.Tensor, x: torch.Tensor, t: float, step_size: float) -> torch.Tensor:
-        """DDIM's step from t to t - 1 / flow_steps, in the epsilon-delta form (step_size = c_k)."""
-        return x + step_size * self.velocity_at(obs_normalized, x, torch.full_like(x[:, :1], t))
-
-    def loss(self, obs, actions, eps, t) -> torch.Tensor:
-        """Noise prediction at a grid step that t ~ U(0, 1) picks uniformly: x_k = sqrt(ab_k) a + sqrt(1 - ab_k) eps,
-        target delta = eps + (r_k - 1) x_k / c_k."""
-        k = (t.squeeze(-1) * self.flow_steps).long().clamp(max=self.flow_steps - 1)
-        alpha_bar = self.alpha_bars[k].unsqueeze(-1)
-        x_k = alpha_bar.sqrt() * actions + (1 - alpha_bar).sqrt() * eps
-        target = eps + self.drifts[k].unsqueeze(-1) * x_k
-        return ((self.velocity_at(self.obs_rms(obs), x_k, self.step_times[k].unsqueeze(-1)) - target) ** 2).mean()
-
-
-DECODERS = {"flow": FlowDecoder, "diffusion": DiffusionDecoder}
-
-
 def fit_decoder(decoder, obs, actions, epochs, batch_size, lr, noise_draws, patience, val_fraction=0.1):
     """Refit the decoder on (s, pre-squash action) pairs, noise from the fixed N(0, I) prior (never the latent
     policy's own z: the paper's Fig. 4a shows that collapses). Keeps the best-validation weights; returns (last train
@@ -383,11 +341,10 @@ def fit_decoder(decoder, obs, actions, epochs, batch_size, lr, noise_draws, pati
 @torch.no_grad()
 def invert_decoder(decoder: FlowDecoder, obs: torch.Tensor, x0: torch.Tensor, iterations: int = 20, chunk: int = 65536):
     """The latent eps that the decoder maps to the pre-squash action x0, so that decoder(obs, eps) gives x0 back.
-    forward()'s steps x_{k+1} = step_k(x_k) (the midpoint rule for the flow, DDIM's for diffusion) are undone in
-    reverse order (t from 0 up to 1) by solving each step's equation F(x) = step_k(x) - x_{k+1} = 0: from the
-    explicit backward step x_{k+1} - (step_k(x_{k+1}) - x_{k+1}), secant (Newton-like) updates per coordinate, where
-    the secant is degenerate plain fixed-point updates, until no |F| exceeds 1e-5 (or after `iterations`). Plain
-    fixed-point iteration fails where the step is steep in x, as in DDIM's last steps. Where
+    forward()'s midpoint steps x_{k+1} = step_k(x_k) are undone in reverse order (t from 0 up to 1) by solving each
+    step's equation F(x) = step_k(x) - x_{k+1} = 0: from the explicit backward step x_{k+1} - (step_k(x_{k+1}) - x_{k+1}),
+    secant (Newton-like) updates per coordinate, where the secant is degenerate plain fixed-point updates, until no |F|
+    exceeds 1e-5 (or after `iterations`). Plain fixed-point iteration fails where the step is steep in x. Where
     the learned map is not invertible (e.g. between narrow modes) the round trip misses (see losses/relabel_error)."""
     if not (decoder.velocity[-1].weight.any() or decoder.velocity[-1].bias.any()):
         return x0.clone()  # the identity decoder of stage 0
@@ -726,6 +683,7 @@ def save_checkpoint(path: str, args: Args, networks: dict):
 
 # flags dropped since a checkpoint may have been written, each with the behaviour the script now always has
 DROPPED_FLAGS = {"normalize_obs": False, "critic_layer_norm": False}
+DROPPED_FLAGS["decoder"] = "flow"  # GoRL-Diff is gorl_ppo.py's: the paper's SAC variant reports GoRL-FM only
 
 
 def saved_run_args(saved: dict, source: str) -> dict:
@@ -753,7 +711,7 @@ def load_checkpoint(path: str, num_episodes: int, video_folder: Optional[str] = 
     obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
     actor = Actor(obs_dim, action_dim, hidden=saved_args.hidden_size)
     actor.load_state_dict(checkpoint["actor"])
-    decoder = DECODERS[saved_args.decoder](obs_dim, action_dim, saved_args.flow_steps)
+    decoder = FlowDecoder(obs_dim, action_dim, saved_args.flow_steps)
     decoder.load_state_dict(checkpoint["decoder"])
     return saved_args, actor, decoder, envs
 
@@ -894,7 +852,7 @@ if __name__ == "__main__":
     target_kl = args.target_kl * action_dim
     a_optimizer = optim.Adam([log_alpha], lr=args.q_lr)
     with torch.random.fork_rng():  # the decoder's init leaves the RNG stream as in Gaussian SAC
-        decoder = DECODERS[args.decoder](obs_dim, action_dim, args.flow_steps).to(device)
+        decoder = FlowDecoder(obs_dim, action_dim, args.flow_steps).to(device)
     stage, stage_ends = 0, np.cumsum(stage_iterations)
 
     # ALGO Logic: Storage setup

@@ -153,7 +153,7 @@ def check_sac_collect(state: dict, args):
     old_returns = gorl_sac.evaluate(actor, decoder, eval_envs, seed)
     print(f"the state's policy, deterministic: {old_returns.mean():.1f}, {np.round(old_returns).astype(int).tolist()}")
     for hidden in args.hidden:
-        refit = gorl_sac.DECODERS[run_args["decoder"]](obs_dim, action_dim, run_args["flow_steps"], hidden=hidden)
+        refit = gorl_sac.FlowDecoder(obs_dim, action_dim, run_args["flow_steps"], hidden=hidden)
         start = time.time()
         torch.manual_seed(0)
         _, val_loss, held_out = gorl_sac.fit_decoder(
@@ -198,7 +198,7 @@ def check_sac(state: dict, args):
     obs, x0 = torch.from_numpy(buffer.obs), torch.from_numpy(buffer.pre_squash_actions).clamp(-3.0, 3.0)
     for part in args.slices:
         for hidden in args.hidden:
-            decoder = gorl_sac.DECODERS[run_args["decoder"]](obs.shape[1], x0.shape[1], run_args["flow_steps"], hidden=hidden)
+            decoder = gorl_sac.FlowDecoder(obs.shape[1], x0.shape[1], run_args["flow_steps"], hidden=hidden)
             start = time.time()
             train_loss, val_loss, _ = gorl_sac.fit_decoder(
                 decoder, obs[part], x0[part], run_args["decoder_epochs"], run_args["decoder_batch_size"],
@@ -247,6 +247,10 @@ def main(argv=None):
     if script == "gorl_ppo.py":
         check_ppo(state, args)
     elif script == "gorl_sac.py":
+        try:  # a run of a flag gorl_sac.py has dropped (--decoder diffusion) is refused in one line
+            state["args"] = gorl_sac.saved_run_args(state["args"], args.state)
+        except ValueError as err:
+            sys.exit(f"error: {err}")
         if bool(args.slices) == bool(args.pairs):
             sys.exit(
                 "error: a gorl_sac.py state needs either --slices START:STOP of its replay buffer or --pairs N to refit on"

@@ -244,8 +244,7 @@ LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
 
 class ObsNormalizer(nn.Module):
-    """The decoder's observation statistics, set by fit_decoder from each refit's data and saved with the decoder (the
-    actor and the critics see raw observations, as in gaussian_sac.py)."""
+    """The decoder's observation statistics, set by fit_decoder at each refit (the actor and critics see raw observations)."""
 
     def __init__(self, shape: int):
         super().__init__()
@@ -263,21 +262,19 @@ def prior_kl(mean: torch.Tensor, logstd: torch.Tensor) -> torch.Tensor:
 
 
 class FlowDecoder(nn.Module):
-    """Conditional flow-matching decoder g_phi(s, eps) (paper Sec. 4.2): a velocity field v(s, x_t, t) integrated in
-    flow_steps steps of step_sizes from t=1, where x = eps, to t=0, where x is the pre-squash action. Midpoint steps, not
-    the paper's Euler steps: those narrow what they decode, so each refit would hand the next stage a narrower policy
-    (benchmark/integrator_check.py)."""
+    """Conditional flow-matching decoder g_phi(s, eps) (paper Sec. 4.2): a velocity field v(s, x_t, t) integrated from t=1,
+    where x = eps, to t=0, where x is the pre-squash action, by the midpoint rule (the paper's Euler steps narrow each
+    refit's policy: benchmark/integrator_check.py). Its observation statistics are its own, set at each refit."""
 
     def __init__(self, obs_dim: int, action_dim: int, flow_steps: int, hidden: int = 64, time_dim: int = 8):
         super().__init__()
-        self.flow_steps = flow_steps
-        self.obs_rms = ObsNormalizer(obs_dim)
+        self.flow_steps, self.obs_rms = flow_steps, ObsNormalizer(obs_dim)
         self.register_buffer("frequencies", 2.0 ** torch.arange(time_dim // 2) * torch.pi)
         step_times = 1.0 - torch.arange(flow_steps, dtype=torch.float64) / flow_steps
         self.register_buffer("step_times", step_times.float(), persistent=False)
         self.register_buffer("step_sizes", torch.full((flow_steps,), -1.0 / flow_steps), persistent=False)
-        width = obs_dim + action_dim + time_dim
-        layers = [layer for i in range(4) for layer in (nn.Linear(hidden if i else width, hidden), nn.SiLU())]
+        widths = [obs_dim + action_dim + time_dim] + [hidden] * 4
+        layers = [layer for i, o in zip(widths, widths[1:]) for layer in (nn.Linear(i, o), nn.SiLU())]
         self.velocity = nn.Sequential(*layers, nn.Linear(hidden, action_dim))
         # a zero output layer makes v = 0, so the steps leave x unchanged: stage 0's decoder is exactly a = z
         nn.init.zeros_(self.velocity[-1].weight)
@@ -307,45 +304,40 @@ class FlowDecoder(nn.Module):
 
 
 def fit_decoder(decoder, obs, actions, epochs, batch_size, lr, noise_draws, patience, val_fraction=0.1):
-    """Refit the decoder on (s, pre-squash action) pairs, noise from the fixed N(0, I) prior (never the latent
-    policy's own z: the paper's Fig. 4a shows that collapses). Keeps the best-validation weights; returns (last train
-    loss, best validation loss, the held-out indices), the loss infinite if the refit never produced a finite one."""
+    """Refit the decoder on (s, pre-squash action) pairs, noise from the fixed N(0, I) prior (not the latent policy's z:
+    the paper's Fig. 4a shows that collapses), keeping the best-validation weights. Returns (last train loss, best
+    validation loss, the held-out indices); the loss is infinite if the refit never produced a finite one."""
     decoder.obs_rms.mean.copy_(obs.mean(0))
     decoder.obs_rms.var.copy_(obs.var(0, unbiased=False))
-    perm = torch.randperm(len(obs))
-    num_val = max(1, int(len(obs) * val_fraction))
+    perm, num_val = torch.randperm(len(obs)), max(1, int(len(obs) * val_fraction))
     val, train = perm[:num_val], perm[num_val:].repeat(noise_draws)
     val_eps, val_t = torch.randn_like(actions[val]), torch.rand(num_val, 1, device=obs.device)  # fixed: comparable
     optimizer = optim.Adam(decoder.velocity.parameters(), lr=lr)
-    best_val, best_state, epochs_since_best = float("inf"), copy.deepcopy(decoder.state_dict()), 0
-    for _ in range(epochs):
+    best_val, best_state, best_epoch = float("inf"), copy.deepcopy(decoder.state_dict()), -1
+    for epoch in range(epochs):
         for idx in train[torch.randperm(len(train))].split(batch_size):
-            loss = decoder.loss(
-                obs[idx], actions[idx], torch.randn_like(actions[idx]), torch.rand(len(idx), 1, device=obs.device)
-            )
+            eps, t = torch.randn_like(actions[idx]), torch.rand(len(idx), 1, device=obs.device)
+            loss = decoder.loss(obs[idx], actions[idx], eps, t)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
         with torch.no_grad():
             val_loss = decoder.loss(obs[val], actions[val], val_eps, val_t).item()
         if val_loss < best_val:
-            best_val, best_state, epochs_since_best = val_loss, copy.deepcopy(decoder.state_dict()), 0
-        else:
-            epochs_since_best += 1
-            if epochs_since_best >= patience:
-                break
+            best_val, best_state, best_epoch = val_loss, copy.deepcopy(decoder.state_dict()), epoch
+        elif epoch - best_epoch >= patience:
+            break
     decoder.load_state_dict(best_state)
     return loss.item(), best_val, val
 
 
 @torch.no_grad()
 def invert_decoder(decoder: FlowDecoder, obs: torch.Tensor, x0: torch.Tensor, iterations: int = 20, chunk: int = 65536):
-    """The latent eps that the decoder maps to the pre-squash action x0, so that decoder(obs, eps) gives x0 back.
-    forward()'s midpoint steps x_{k+1} = step_k(x_k) are undone in reverse order (t from 0 up to 1) by solving each
-    step's equation F(x) = step_k(x) - x_{k+1} = 0: from the explicit backward step x_{k+1} - (step_k(x_{k+1}) - x_{k+1}),
-    secant (Newton-like) updates per coordinate, where the secant is degenerate plain fixed-point updates, until no |F|
-    exceeds 1e-5 (or after `iterations`). Plain fixed-point iteration fails where the step is steep in x. Where
-    the learned map is not invertible (e.g. between narrow modes) the round trip misses (see losses/relabel_error)."""
+    """The latent eps that the decoder maps to the pre-squash action x0 (decoder(obs, eps) gives x0 back): forward()'s
+    midpoint steps x_{k+1} = step_k(x_k), undone in reverse order by solving F(x) = step_k(x) - x_{k+1} = 0 per coordinate
+    from the explicit backward step, by secant updates (fixed-point ones where the secant is degenerate: those alone fail
+    where a step is steep in x) until no |F| exceeds 1e-5, or after `iterations`. Where the learned map is not invertible
+    (e.g. between narrow modes) the round trip misses (see losses/relabel_error)."""
     if not (decoder.velocity[-1].weight.any() or decoder.velocity[-1].bias.any()):
         return x0.clone()  # the identity decoder of stage 0
     latents = []
@@ -353,14 +345,10 @@ def invert_decoder(decoder: FlowDecoder, obs: torch.Tensor, x0: torch.Tensor, it
         obs_normalized = decoder.obs_rms(obs_chunk)
         for k in reversed(range(decoder.flow_steps)):
             t, step_size, x_next = decoder.step_times[k].item(), decoder.step_sizes[k].item(), x
-
-            def residual(x):
-                return decoder.step(obs_normalized, x, t, step_size) - x_next
-
-            x_before, residual_before = x_next, residual(x_next)
+            x_before, residual_before = x_next, decoder.step(obs_normalized, x_next, t, step_size) - x_next
             x = x_next - residual_before  # the explicit backward step
             for _ in range(iterations):
-                current = residual(x)
+                current = decoder.step(obs_normalized, x, t, step_size) - x_next
                 if current.abs().max() < 1e-5:
                     break
                 slope = (current - residual_before) / (x - x_before)  # dF/dx along each coordinate
@@ -560,14 +548,10 @@ def evaluate(agent: Actor, decoder: FlowDecoder, envs: gym.vector.VectorEnv, see
 
 @torch.no_grad()
 def refit_report(old: tuple, new: tuple, obs: torch.Tensor, eval_envs, seed: int, draws: int = 128) -> dict:
-    """How faithfully a refit hands the next stage the policy its data came from: the composed policy before it
-    (old = (latent policy, decoder)) against the one after (new: the new decoder, the latent policy reset to N(0, I)).
-    On states held out of the refit data, in the normalised action space tanh(x_0), where saturation counts as it acts:
-    deterministic_error, the RMS of g_new(s, mu_new(s)) - g_old(s, mu_old(s)); std_ratio_*, per action dimension the
-    new policy's action std over the old's (each averaged over states); sliced_wasserstein, W1 between the two action
-    samples at a state, averaged over 16 random directions and the states. Then both policies' returns on the same
-    evaluation episodes, deterministic and stochastic. Both sample with the same noise, so a refit that changes nothing
-    reads exactly 0, 1, 0 and equal returns; the noise is the report's own, so training goes on as without it."""
+    """How faithfully a refit hands on its data's policy, old = (latent policy, decoder), to new = (latent policy reset to
+    N(0, I), refit decoder), on held-out states in tanh(x_0): the RMS deterministic action error, per action dimension the
+    new action std over the old, sliced W1 between their actions at a state (16 directions), and both policies' returns.
+    The same noise drives both: an unchanged policy reads 0, 1, 0 and equal returns. Its own RNG: training is unaffected."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         noise = torch.randn(draws, *obs.shape[:1], eval_envs.single_action_space.shape[0], device=obs.device)
@@ -581,13 +565,9 @@ def refit_report(old: tuple, new: tuple, obs: torch.Tensor, eval_envs, seed: int
         std_ratio = new_samples.std(0).mean(0) / old_samples.std(0).mean(0).clamp(min=1e-8)
         directions = nn.functional.normalize(torch.randn(noise.shape[-1], 16, device=obs.device), dim=0)
         sorted_old, sorted_new = (torch.sort(samples @ directions, dim=0).values for samples in (old_samples, new_samples))
-        report = {
-            "deterministic_error": ((new_mode - old_mode) ** 2).mean().sqrt().item(),
-            "std_ratio_min": std_ratio.min().item(),
-            "std_ratio_mean": std_ratio.mean().item(),
-            "std_ratio_max": std_ratio.max().item(),
-            "sliced_wasserstein": (sorted_new - sorted_old).abs().mean().item(),
-        }
+        report = {"deterministic_error": ((new_mode - old_mode) ** 2).mean().sqrt().item()}
+        report |= {f"std_ratio_{stat}": getattr(std_ratio, stat)().item() for stat in ("min", "mean", "max")}
+        report["sliced_wasserstein"] = (sorted_new - sorted_old).abs().mean().item()
         for name, policy in (("old", old), ("new", new)):
             for mode in ("deterministic", "stochastic"):
                 torch.manual_seed(seed)  # the same episodes and latent draws for both policies
@@ -597,38 +577,34 @@ def refit_report(old: tuple, new: tuple, obs: torch.Tensor, eval_envs, seed: int
 
 def refit_summary(report: dict) -> str:
     return (
-        f"deterministic action error {report['deterministic_error']:.3f}, action std ratio {report['std_ratio_min']:.2f}-"
-        f"{report['std_ratio_max']:.2f}, sliced W1 {report['sliced_wasserstein']:.3f}; return before -> after: "
-        f"deterministic {report['old_return_deterministic']:.1f} -> {report['new_return_deterministic']:.1f}, "
-        f"stochastic {report['old_return_stochastic']:.1f} -> {report['new_return_stochastic']:.1f}"
-    )
+        "deterministic action error {deterministic_error:.3f}, action std ratio {std_ratio_min:.2f}-{std_ratio_max:.2f}, "
+        "sliced W1 {sliced_wasserstein:.3f}; return before -> after: deterministic {old_return_deterministic:.1f} -> "
+        "{new_return_deterministic:.1f}, stochastic {old_return_stochastic:.1f} -> {new_return_stochastic:.1f}"
+    ).format(**report)
 
 
 def plan_stages(total_timesteps: int, args: Args) -> tuple:
-    """(vector steps of each stage, env steps of decoder data per refit) for a budget: the first half of the stages weigh
-    twice the rest (the paper's 2M/1M/1M), and the decoder data of every stage but the last comes out of its share."""
+    """(vector steps of each stage, env steps of decoder data per refit, whether they fit: every stage gets a step and stage
+    0 gets past the warm-up) for a budget: the first half of the stages weigh twice the rest (the paper's 2M/1M/1M), and
+    the decoder data of every stage but the last comes out of its share."""
     steps_per_iteration = args.num_envs * args.action_repeat  # env steps of one vector step
     data_steps = args.decoder_data_steps if args.decoder_data_steps is not None else max(1_000, total_timesteps // 20)
     decoder_data_steps = data_steps // steps_per_iteration * steps_per_iteration
-    weights = np.array([2.0 if stage < args.num_stages // 2 else 1.0 for stage in range(args.num_stages)])
+    weights = np.where(np.arange(args.num_stages) < args.num_stages // 2, 2.0, 1.0)
     stage_budgets = (total_timesteps * (weights / weights.sum())).astype(int)
     stage_budgets[:-1] -= decoder_data_steps
-    return stage_budgets // steps_per_iteration, decoder_data_steps
-
-
-def budget_fits(stage_iterations: np.ndarray, args: Args) -> bool:
-    """Every stage gets a step, and stage 0 gets past the random warm-up."""
-    return stage_iterations.min() >= 1 and stage_iterations[0] * args.num_envs * args.action_repeat > args.learning_starts
+    iterations = stage_budgets // steps_per_iteration
+    return iterations, decoder_data_steps, iterations.min() >= 1 and iterations[0] * steps_per_iteration > args.learning_starts
 
 
 def min_total_timesteps(args: Args) -> int:
     """The smallest budget that fits (for the error message)."""
     low, high = 0, args.num_envs
-    while not budget_fits(plan_stages(high, args)[0], args):
+    while not plan_stages(high, args)[2]:
         low, high = high, 2 * high
     while high - low > 1:
         middle = (low + high) // 2
-        low, high = (low, middle) if budget_fits(plan_stages(middle, args)[0], args) else (middle, high)
+        low, high = (low, middle) if plan_stages(middle, args)[2] else (middle, high)
     return high
 
 
@@ -796,8 +772,8 @@ if __name__ == "__main__":
         args, resumed = load_training_state(args) if args.resume else (args, None)
         gym_id = resolve_env_id(args.env_id)
         steps_per_iteration = args.num_envs * args.action_repeat  # env steps of one vector step
-        stage_iterations, decoder_data_steps = plan_stages(args.total_timesteps, args)
-        if not budget_fits(stage_iterations, args):
+        stage_iterations, decoder_data_steps, fits = plan_stages(args.total_timesteps, args)
+        if not fits:
             raise ValueError(
                 f"--total-timesteps {args.total_timesteps} leaves stages of "
                 f"{(stage_iterations * steps_per_iteration).tolist()} env steps once each refit's {decoder_data_steps} "
@@ -983,49 +959,37 @@ if __name__ == "__main__":
                     recent_returns = []
 
         if iteration in stage_ends[:-1]:
-            # Decoder refinement (paper Sec. 4.2): fresh rollouts of the current composed policy, counted in the budget;
-            # they are ordinary experience too, so they also join the replay buffer
-            refit_start = time.time()
-            data_obs, data_actions = [], []
-            for _ in range(decoder_data_steps // (args.num_envs * args.action_repeat)):
-                global_step += args.num_envs * args.action_repeat
+            # Decoder refinement (paper Sec. 4.2) on fresh rollouts of the composed policy, in the budget and the replay buffer
+            refit_start, data = time.time(), []
+            for _ in range(decoder_data_steps // steps_per_iteration):
+                global_step += steps_per_iteration
                 obs_tensor = torch.from_numpy(obs).to(device)
                 with torch.no_grad():
                     actions, _ = actor.get_action(obs_tensor)
                     z = decoder(obs_tensor, actions)
-                data_obs.append(obs_tensor)
-                data_actions.append(z)
+                data.append((obs_tensor, z))
                 obs, episode_returns = step_envs(envs, rb, writer, obs, z.cpu().numpy(), actions.cpu().numpy(), global_step)
                 recent_returns += episode_returns
-            old_policy, data_obs = (copy.deepcopy(actor), copy.deepcopy(decoder)), torch.cat(data_obs)
+            data_obs, data_actions = map(torch.cat, zip(*data))  # the (s, pre-squash action) pairs
+            old_policy = copy.deepcopy(actor), copy.deepcopy(decoder)
             # targets are pre-squash actions, clipped as in the paper's code: tanh(3) is already 0.995 of the bound
-            train_loss, val_loss, held_out = fit_decoder(
-                decoder,
-                data_obs,
-                torch.cat(data_actions).clamp(-3.0, 3.0),
-                args.decoder_epochs,
-                args.decoder_batch_size,
-                args.decoder_lr,
-                args.decoder_noise_draws,
-                args.decoder_patience,
-            )
+            fit = [getattr(args, f"decoder_{name}") for name in ("epochs", "batch_size", "lr", "noise_draws", "patience")]
+            train_loss, val_loss, held_out = fit_decoder(decoder, data_obs, data_actions.clamp(-3.0, 3.0), *fit)
             if not np.isfinite(val_loss):
                 sys.exit(f"error: decoder refit diverged (train loss {train_loss}) at step {global_step}; stopping the run")
             writer.add_scalar("losses/decoder_train", train_loss, global_step)
             writer.add_scalar("losses/decoder_val", val_loss, global_step)
 
-            # Stage transition by relabelling: the critics and the buffer speak the OLD decoder's latents. Every stored
-            # transition keeps its pre-squash action x0; its new latent is the new decoder's inverse at x0 (decoding it
-            # gives x0 back), so the whole buffer stays usable and no warm-up is repeated. The critics are then
-            # refreshed on the relabelled buffer (policy evaluation of the reset actor) before the next stage acts.
+            # Stage transition by relabelling: every stored transition keeps its pre-squash action x0 and gets the new
+            # decoder's inverse at x0 as its latent (the critics and the buffer spoke the old decoder's), so no warm-up is
+            # repeated; the critics are then refreshed on it (policy evaluation of the reset actor) before the next stage.
             stored_obs = torch.from_numpy(rb.obs[: rb.count]).to(device)
             stored_x0 = torch.from_numpy(rb.pre_squash_actions[: rb.count]).to(device).clamp(-3.0, 3.0)
-            rb.actions[: rb.count] = invert_decoder(decoder, stored_obs, stored_x0).cpu().numpy()
-            with torch.no_grad():  # round trip on ~4096 transitions spread over the buffer: decoding gives back x0?
-                check = slice(0, rb.count, max(1, rb.count // 4096))
-                round_trip = (
-                    decoder(stored_obs[check], torch.from_numpy(rb.actions[check]).to(device)) - stored_x0[check]
-                ).abs()
+            latents = invert_decoder(decoder, stored_obs, stored_x0)
+            rb.actions[: rb.count] = latents.cpu().numpy()
+            check = slice(0, rb.count, max(1, rb.count // 4096))  # round trip on ~4096 transitions: decoding gives back x0?
+            with torch.no_grad():
+                round_trip = (decoder(stored_obs[check], latents[check]) - stored_x0[check]).abs()
             writer.add_scalar("losses/relabel_error", round_trip.mean().item(), global_step)
 
             # the next stage starts from pi_theta = N(0, I): the composed policy is the distribution just learned
@@ -1035,15 +999,13 @@ if __name__ == "__main__":
                 writer.add_scalar(f"refit/{name}", value, global_step)
             actor_optimizer = optim.Adam(actor.parameters(), lr=args.policy_lr, fused=True)
             for _ in range(args.critic_refresh_steps):
-                q_values, qf_losses, qf_loss = update_critics(
-                    qf, qf_target, q_optimizer, actor, rb.sample(args.batch_size), alpha, args.gamma
-                )
+                batch = rb.sample(args.batch_size)
+                q_values, qf_losses, qf_loss = update_critics(qf, qf_target, q_optimizer, actor, batch, alpha, args.gamma)
                 soft_update(q_target_params, q_params, args.tau)
             print(
-                f"stage {stage} done: decoder refit on {len(data_obs):,} (s, a) pairs, "
-                f"train loss {train_loss:.4f}, val loss {val_loss:.4f}; {rb.count:,} transitions relabelled "
-                f"(round-trip error mean {round_trip.mean():.4f}, max {round_trip.max():.4f}), {args.critic_refresh_steps:,} "
-                "critic refresh steps "
+                f"stage {stage} done: decoder refit on {len(data_obs):,} (s, a) pairs, train loss {train_loss:.4f}, val loss "
+                f"{val_loss:.4f}; {rb.count:,} transitions relabelled (round-trip error mean {round_trip.mean():.4f}, max "
+                f"{round_trip.max():.4f}), {args.critic_refresh_steps:,} critic refresh steps "
                 f"({time.time() - refit_start:.0f} s)\nrefit check: {refit_summary(report)}",
                 flush=True,
             )

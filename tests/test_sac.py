@@ -1,5 +1,6 @@
 """Tests of gaussian_sac.py and gorl_sac.py: their building blocks, their CLI, and short real runs."""
 
+import glob
 import gzip
 import pickle
 import re
@@ -353,6 +354,26 @@ def test_gorl_sac_runs_two_stages_on_dm_control_and_reloads(tmp_path):
     final_step, final_eval = scalars["eval/episodic_return"][-1]
     assert final_step == 1500
     check_reload("gorl_sac.py", tmp_path, final_eval)
+
+
+def test_gorl_sac_with_identity_decoder_is_gaussian_sac(tmp_path):
+    """One stage, KL off (alpha 0, not tuned): the decoder stays the identity and the critics see tanh(eps) = a, so the
+    run must be Gaussian SAC's, number for number."""
+    flags = ["--env-id", "Pendulum-v1", "--total-timesteps", "1000", "--learning-starts", "300", "--eval-every", "500"]
+    flags += ["--eval-episodes", "1", "--alpha", "0", "--no-autotune", "--save-model", *FAST_SAC]
+    runs = []
+    for script, extra in [("gaussian_sac.py", []), ("gorl_sac.py", ["--num-stages", "1"])]:
+        (tmp_path / script).mkdir()
+        assert run_script(script, *flags, *extra, cwd=tmp_path / script).returncode == 0
+        run_dir = only_run_dir(tmp_path / script)
+        runs.append((read_scalars(run_dir), torch.load(glob.glob(f"{run_dir}/*.pt")[0], weights_only=False)))
+    (gaussian, gaussian_model), (gorl, gorl_model) = runs
+    assert len(gaussian["charts/episodic_return"]) == 5 and len(gaussian["losses/actor_loss"]) == 4
+    for tag in set(gaussian) - {"charts/SPS"}:
+        assert gaussian[tag] == gorl[tag], tag
+    for network in ("actor", "qf"):
+        for name, tensor in gaussian_model[network].items():
+            assert torch.equal(tensor, gorl_model[network][name]), f"{network}.{name}"
 
 
 def test_gaussian_sac_runs_on_dm_control_and_reloads(tmp_path):

@@ -649,6 +649,11 @@ def check_args(args: Args):
     if args.num_stages > 1 and args.decoder_data_steps is not None and args.decoder_data_steps < min_data_steps:
         steps = f"{min_data_steps} (10 transitions and one per env, of --action-repeat env steps each)"
         raise ValueError(f"--decoder-data-steps {args.decoder_data_steps} must be at least {steps} for the decoder refits")
+    if args.decoder_data_steps is None and args.num_stages + args.num_stages // 2 >= 20:  # then a stage's share is <= 1/20
+        raise ValueError(
+            f"--num-stages {args.num_stages} must be at most 13 with the default --decoder-data-steps (5% of the budget, "
+            "out of each stage but the last), or set --decoder-data-steps"
+        )
 
 
 def save_checkpoint(path: str, args: Args, networks: dict):

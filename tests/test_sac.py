@@ -314,6 +314,7 @@ def test_relabelled_latents_decode_back_to_the_stored_actions():
         ),
         ("gaussian_sac.py", ["--policy-frequency", "0"], "error: --policy-frequency must be at least 1, got 0"),
         ("gorl_sac.py", ["--decoder-data-steps", "5"], "error: --decoder-data-steps 5 must be at least 10"),
+        ("gorl_sac.py", ["--num-stages", "14"], "error: --num-stages 14 must be at most 13 with the default --decoder-data"),
         ("gaussian_sac.py", ["--q-lr", "nan"], "error: --q-lr must be a finite number in (0, inf), got nan"),
         ("gorl_sac.py", ["--policy-lr", "-1"], "error: --policy-lr must be a finite number in (0, inf), got -1.0"),
         ("gorl_sac.py", ["--gamma", "1"], "error: --gamma must be a finite number in [0, 1), got 1.0"),

@@ -6,6 +6,7 @@ generative decoder g_phi(s, z) (flow matching, or diffusion: GoRL-Diff) of z int
 action is rescale(tanh(x_0)). In each stage PPO trains the latent policy (pulled toward the N(0, I) prior) with the
 decoder frozen; then the decoder is refit on fresh rollouts to map the FIXED prior N(0, I) to the policy's actions, and
 the latent policy restarts at N(0, I). Stage 0's decoder is the identity: stage 0 is Gaussian PPO.
+The defaults are the paper's PPO configuration (`paper`); `cleanrl` as the first argument starts from CleanRL's.
 `diff gaussian_ppo.py gorl_ppo.py` shows what GoRL adds.
 """
 
@@ -70,43 +71,45 @@ class Args:
     """a DM Control task as the paper names it (HopperStand, ...), or a gymnasium Box-action id (Hopper-v5, module:Env-v0)"""
     total_timesteps: int = 10_000_000
     """total environment steps of training"""
-    learning_rate: float = 3e-4
+    learning_rate: float = 1e-3
     """the learning rate of the Adam optimizer"""
+    # the paper's Brax PPO takes 16 epochs of 32 minibatches of 30,720 transitions per 983,040 steps of 2048 envs; 32 CPU
+    # envs keep the minibatch size and the gradient steps per env step: a 32 x 960 rollout is one minibatch, 16 epochs of it
     num_envs: int = 32
     """the number of parallel environments (stepped in one process unless --async-envs)"""
     async_envs: bool = False
     """step the environments in subprocesses (gains nothing on 2 cores, helps on a workstation)"""
-    num_steps: int = 64
+    num_steps: int = 960
     """the number of steps to run in each environment per policy rollout"""
-    anneal_lr: bool = True
+    anneal_lr: bool = False
     """anneal the learning rate linearly to zero"""
-    gamma: float = 0.99
+    gamma: float = 0.995
     """the discount factor gamma"""
     gae_lambda: float = 0.95
     """the lambda for the general advantage estimation"""
-    num_minibatches: int = 4
+    num_minibatches: int = 1
     """the number of mini-batches"""
-    update_epochs: int = 10
+    update_epochs: int = 16
     """the K epochs to update the policy"""
     norm_adv: bool = True
     """advantages normalization"""
-    clip_coef: float = 0.2
+    clip_coef: float = 0.15
     """the surrogate clipping coefficient"""
     clip_vloss: bool = True
     """use a clipped loss for the value function, as per the paper"""
-    ent_coef: float = 0.0
+    ent_coef: float = 0.01
     """coefficient of the entropy bonus"""
-    vf_coef: float = 0.5
+    vf_coef: float = 0.25
     """coefficient of the value function loss"""
     max_grad_norm: float = 0.5
     """the maximum norm for the gradient clipping"""
     target_kl: Optional[float] = None
     """the target KL divergence threshold (early stop of the epochs)"""
-    actor_hidden: tuple[int, ...] = (64, 64)
+    actor_hidden: tuple[int, ...] = (32, 32, 32, 32)
     """hidden layer widths of the policy network"""
-    critic_hidden: tuple[int, ...] = (64, 64)
+    critic_hidden: tuple[int, ...] = (256, 256, 256, 256, 256)
     """hidden layer widths of the value network"""
-    activation: Literal["tanh", "silu"] = "tanh"
+    activation: Literal["tanh", "silu"] = "silu"
     """activation of both networks' hidden layers"""
     eval_every: int = 250_000
     """environment steps between deterministic evaluations (mean action)"""
@@ -146,7 +149,7 @@ class Args:
     """surrogate clipping coefficient of the stages after the first (the paper's code: 0.3 after 0.15); None: --clip-coef"""
     later_max_grad_norm: Optional[float] = 1.0
     """gradient-norm clip of the stages after the first (the paper's code: 1.0, against 0.5); None: --max-grad-norm"""
-    fresh_decoder: bool = False
+    fresh_decoder: bool = True
     """refit a freshly initialised decoder at each stage end (both official releases) instead of warm-starting it"""
 
 
@@ -395,7 +398,7 @@ class Agent(nn.Module):
         self.obs_rms = RunningMeanStd(obs_dim)
         self.critic = mlp(obs_dim, critic_hidden, 1, activation, out_std=1.0)
         self.actor_mean = mlp(obs_dim, actor_hidden, action_dim, activation, out_std=0.01)
-        self.actor_logstd = nn.Parameter(torch.zeros(1, action_dim))
+        self.actor_logstd = nn.Parameter(torch.zeros(1, action_dim))  # state-independent, as CleanRL's (Brax: softplus head)
 
     def reset_to_prior(self):
         """Make pi_theta(z|s) exactly N(0, I) for every s, so the composed policy starts the stage as the decoder's fit."""
@@ -595,23 +598,19 @@ def check_args(args: Args):
         )
 
 
-# The paper's PPO configuration (MuJoCo Playground's Brax PPO for DM Control; ../shared/paper-notes.md). Brax's 2048 envs
-# take 16 epochs x 32 minibatches of 30,720 transitions per 983,040 env steps; on 32 CPU envs this keeps the minibatch size
-# and the gradient steps per env step: a 32 x 960 rollout is one minibatch, 16 epochs of it. Not followed: Brax's reward
-# scale 10 (rewards keep the running-std scaling) and its state-dependent softplus std (the log-std stays a parameter).
-PAPER = replace(Args(), learning_rate=1e-3, anneal_lr=False, num_steps=960, num_minibatches=1, update_epochs=16)
-PAPER = replace(PAPER, gamma=0.995, gae_lambda=0.95, ent_coef=0.01, vf_coef=0.25, activation="silu")
-PAPER = replace(PAPER, actor_hidden=(32, 32, 32, 32), critic_hidden=(256, 256, 256, 256, 256))
-# GoRL's stage schedule as the paper's code runs it
-PAPER = replace(PAPER, clip_coef=0.15, later_clip_coef=0.3, later_max_grad_norm=1.0, fresh_decoder=True)
+# CleanRL's PPO defaults, here until 2026-12-03: WalkerWalk 10M never reached 800 (benchmark/results/ppo_time_to_return.md)
+CLEANRL = replace(Args(), learning_rate=3e-4, anneal_lr=True, num_steps=64, num_minibatches=4, update_epochs=10, gamma=0.99)
+CLEANRL = replace(CLEANRL, ent_coef=0.0, vf_coef=0.5, activation="tanh", actor_hidden=(64, 64), critic_hidden=(64, 64))
+CLEANRL = replace(CLEANRL, clip_coef=0.2, fresh_decoder=False)  # and GoRL as it ran then: stage 0 clipped at 0.2, warm refits
+CONFIGS = {"paper": Args(), "cleanrl": CLEANRL}  # the configurations that the first argument may name
 
 
 def parse_args() -> Args:
-    """The flags on top of CleanRL's defaults (Args), or of the paper's configuration (PAPER) after `paper`."""
-    if sys.argv[1:2] == ["paper"]:
-        prog = f"{os.path.basename(sys.argv[0])} paper"
-        return tyro.cli(Args, default=PAPER, args=sys.argv[2:], prog=prog, description="the paper's PPO configuration")
-    return tyro.cli(Args, description="CleanRL's PPO defaults; `paper` as the first argument starts from the paper's")
+    """The flags on top of the configuration named as the first argument (CONFIGS), or of the defaults (`paper`)."""
+    named = [arg for arg in sys.argv[1:2] if arg in CONFIGS]
+    config, prog = (named or ["paper"])[0], " ".join([os.path.basename(sys.argv[0]), *named])
+    description = f"runs the {config} configuration; name one first: paper (the paper's PPO settings, the defaults) or cleanrl"
+    return tyro.cli(Args, default=CONFIGS[config], args=sys.argv[1 + len(named) :], prog=prog, description=description)
 
 
 def save_checkpoint(path: str, args: Args, networks: dict):
@@ -781,7 +780,7 @@ if __name__ == "__main__":
     device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
     torch.use_deterministic_algorithms(device.type == "cpu")  # on a GPU some kernels have no deterministic version
 
-    # rewards scaled by a running estimate of the discounted return's std, as in CleanRL; the episode statistics stay raw
+    # rewards scaled by a running estimate of the discounted return's std, as CleanRL's (Brax's: x10); episode statistics raw
     envs = gym.wrappers.vector.NormalizeReward(envs, gamma=args.gamma)
     obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
     action_low, action_high = envs.single_action_space.low, envs.single_action_space.high

@@ -24,8 +24,8 @@ from tests.helpers import (
     values,
 )
 
-# small, fast settings for end-to-end runs; Pendulum-v1 learns in ~100k steps with these
-FAST_PPO = ["--num-envs", "8", "--num-steps", "128", "--learning-rate", "1e-3", "--eval-episodes", "4"]
+# end-to-end runs at the defaults (the paper's configuration), small only in the rollout and the evaluation
+FAST_PPO = ["--num-envs", "8", "--num-steps", "128", "--eval-episodes", "4"]
 
 
 # ---------------------------------------------------------------- decoder
@@ -203,8 +203,8 @@ def test_dm_control_observations_are_flat_float32():
         (["--env-id", "CartPole-v1"], "error: CartPole-v1 has action space Discrete(2)"),
         (
             ["--env-id", "Pendulum-v1", "--total-timesteps", "100"],
-            "error: --total-timesteps 100 leaves a stage shorter than one rollout batch (--num-envs x --num-steps = 2048) once "
-            "each refit's 320 decoder-data steps are taken out: 4 stages need --total-timesteps 14208 or more",
+            "error: --total-timesteps 100 leaves a stage shorter than one rollout batch (--num-envs x --num-steps = 30720) "
+            "once each refit's 320 decoder-data steps are taken out: 4 stages need --total-timesteps 196032 or more",
         ),
         (["--num-envs", "4", "--num-steps", "64", "--num-minibatches", "3"], "error: --num-minibatches 3 does not divide"),
         (["--num-envs", "0"], "error: --num-envs must be at least 1, got 0"),
@@ -279,10 +279,12 @@ def test_checkpoints_from_before_a_flag_was_dropped_still_load(tmp_path):
 
 
 def test_gorl_with_identity_decoder_is_gaussian_ppo(tmp_path):
-    """One stage, no KL: GoRL's decoder stays the identity, so the run must be Gaussian PPO's, number for number."""
+    """One stage, no KL: GoRL's decoder stays the identity, so the run must be Gaussian PPO's, number for number. Both
+    run their defaults (only the rollout, budget and evaluation are small); Gaussian PPO clips at GoRL's stage-0 0.15."""
     flags = ["--env-id", "Pendulum-v1", "--total-timesteps", "6144", "--eval-every", "2048", "--save-model", *FAST_PPO]
     runs = {}
-    for script, extra in [("gaussian_ppo.py", []), ("gorl_ppo.py", ["--num-stages", "1", "--latent-kl-coef", "0"])]:
+    gaussian, gorl = ["--clip-coef", "0.15"], ["--num-stages", "1", "--latent-kl-coef", "0"]
+    for script, extra in [("gaussian_ppo.py", gaussian), ("gorl_ppo.py", gorl)]:
         cwd = tmp_path / script
         cwd.mkdir()
         assert run_script(script, *flags, *extra, cwd=cwd).returncode == 0
@@ -316,7 +318,7 @@ def test_gorl_ppo_runs_two_stages_on_dm_control_and_reloads(tmp_path):
 
 def test_later_stages_restart_the_rate_and_continue_from_the_best_policy(tmp_path):
     flags = ["--env-id", "Pendulum-v1", "--total-timesteps", "12288", "--num-stages", "2", "--eval-every", "1024"]
-    flags += ["--fresh-decoder", "--decoder-epochs", "3", *FAST_PPO]
+    flags += ["--anneal-lr", "--decoder-epochs", "3", *FAST_PPO]  # the defaults keep the rate constant
     result = run_script("gorl_ppo.py", *flags, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     scalars = check_two_stage_run(tmp_path)
@@ -331,13 +333,20 @@ def test_later_stages_restart_the_rate_and_continue_from_the_best_policy(tmp_pat
 
 
 @pytest.mark.parametrize("module", [gaussian_ppo, gorl_ppo])
-def test_paper_configuration_is_a_first_argument_with_flags_on_top(module, monkeypatch):
-    monkeypatch.setattr(sys, "argv", [module.__file__, "paper", "--seed", "3"])
-    args = module.parse_args()
-    assert args == dataclasses.replace(module.PAPER, seed=3)
-    assert (args.learning_rate, args.num_steps, args.update_epochs, args.activation) == (1e-3, 960, 16, "silu")
-    monkeypatch.setattr(sys, "argv", [module.__file__, "--seed", "3"])
-    assert module.parse_args() == dataclasses.replace(module.Args(), seed=3)
+def test_paper_configuration_is_the_default_and_cleanrl_a_first_argument(module, monkeypatch):
+    """The defaults are the paper's PPO configuration, also named `paper`; `cleanrl` gives CleanRL's PPO defaults, exactly
+    the defaults until 2026-12-03 (gorl_ppo's with its stage-0 clip and warm refits of then); flags go on top of either."""
+    paper = dict(learning_rate=1e-3, anneal_lr=False, num_steps=960, num_minibatches=1, update_epochs=16, gamma=0.995)
+    paper |= dict(ent_coef=0.01, vf_coef=0.25, actor_hidden=(32,) * 4, critic_hidden=(256,) * 5, activation="silu")
+    cleanrl = dict(learning_rate=3e-4, anneal_lr=True, num_steps=64, num_minibatches=4, update_epochs=10, gamma=0.99)
+    cleanrl |= dict(ent_coef=0.0, vf_coef=0.5, actor_hidden=(64, 64), critic_hidden=(64, 64), activation="tanh")
+    if module is gorl_ppo:  # the paper's code: stage 0 clipped at 0.15, a fresh decoder at each refit
+        paper, cleanrl = paper | dict(clip_coef=0.15, fresh_decoder=True), cleanrl | dict(clip_coef=0.2, fresh_decoder=False)
+    defaults = module.Args()
+    assert {name: getattr(defaults, name) for name in paper} == paper
+    for first, changed in [([], {}), (["paper"], {}), (["cleanrl"], cleanrl)]:
+        monkeypatch.setattr(sys, "argv", [module.__file__, *first, "--seed", "3"])
+        assert module.parse_args() == dataclasses.replace(defaults, **changed, seed=3), first
 
 
 def test_gorl_ppo_paper_configuration_runs_two_stages(tmp_path):

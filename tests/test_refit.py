@@ -83,7 +83,7 @@ def test_refit_check_refits_a_ppo_training_state_offline(tmp_path):
     assert proc.returncode == 0, proc.stderr
     number = r"(-?[\d.]+)"
     rows = re.findall(
-        rf"^  (composed|latent) data, warm 4x64 decoder, lr 0.001: val loss {number} \(\d+ s\); deterministic action error "
+        rf"^  (composed|latent) data, fresh 4x64 decoder, lr 0.001: val loss {number} \(\d+ s\); deterministic action error "
         rf"{number}, action std ratio {number}-{number}, sliced W1 {number}; return before -> after: deterministic "
         rf"{number} -> {number}, stochastic {number} -> {number}$",
         proc.stdout,

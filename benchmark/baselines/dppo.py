@@ -6,8 +6,8 @@ The policy is a noisy flow: a velocity field v(s, x_t, t) integrated by 10 Euler
 x_0 = z, the pre-squash action, each step adding sigma xi (sigma = 0.05 fixed, xi ~ N(0, I)); the env action is
 rescale(tanh(z)) to the env's Box bounds. Each step is a Gaussian, so the chain has a likelihood: PPO takes one ratio per
 step, from the 11 chain states stored at rollout, and averages the clipped surrogate over the steps. The defaults are
-the paper's PPO shell for DPPO (lr 3e-4 constant, entropy 0, gamma 0.995, 16 epochs, no gradient clipping), on 32 CPU
-envs as `gaussian_ppo.py paper` ports Brax's 2048: a 32 x 960 rollout is one minibatch of Brax's size, 16 epochs of it.
+the paper's PPO shell for DPPO (lr 3e-4 constant, entropy 0, gamma 0.995, 16 epochs, no gradient clipping) on 32 CPU
+envs, as gaussian_ppo.py's are the paper's PPO configuration.
 `diff gaussian_ppo.py benchmark/baselines/dppo.py` shows what DPPO changes.
 """
 
@@ -73,6 +73,8 @@ class Args:
     """total environment steps of training"""
     learning_rate: float = 3e-4
     """the learning rate of the Adam optimizer"""
+    # the paper's Brax PPO takes 16 epochs of 32 minibatches of 30,720 transitions per 983,040 steps of 2048 envs; 32 CPU
+    # envs keep the minibatch size and the gradient steps per env step: a 32 x 960 rollout is one minibatch, 16 epochs of it
     num_envs: int = 32
     """the number of parallel environments (stepped in one process unless --async-envs)"""
     async_envs: bool = False
@@ -392,11 +394,15 @@ def check_args(args: Args):
         )
 
 
+CONFIGS = {"paper": Args()}  # the configurations that the first argument may name
+
+
 def parse_args() -> Args:
-    """The flags on top of the defaults (Args): the paper's PPO shell for DPPO; `paper` first, as the twins take it, changes
-    nothing. Not followed, as in gaussian_ppo.py paper: Brax's reward scale 10 (rewards keep the running-std scaling)."""
-    flags = sys.argv[2:] if sys.argv[1:2] == ["paper"] else sys.argv[1:]
-    return tyro.cli(Args, args=flags, description="DPPO with the paper's PPO settings for it (the official code's)")
+    """The flags on top of the configuration named as the first argument (CONFIGS), or of the defaults (`paper`)."""
+    named = [arg for arg in sys.argv[1:2] if arg in CONFIGS]
+    config, prog = (named or ["paper"])[0], " ".join([os.path.basename(sys.argv[0]), *named])
+    description = "DPPO with the paper's PPO settings for it (the official code's): `paper`, the defaults, is the only one"
+    return tyro.cli(Args, default=CONFIGS[config], args=sys.argv[1 + len(named) :], prog=prog, description=description)
 
 
 def save_checkpoint(path: str, args: Args, networks: dict):
@@ -551,7 +557,7 @@ if __name__ == "__main__":
     device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
     torch.use_deterministic_algorithms(device.type == "cpu")  # on a GPU some kernels have no deterministic version
 
-    # rewards scaled by a running estimate of the discounted return's std, as in CleanRL; the episode statistics stay raw
+    # rewards scaled by a running estimate of the discounted return's std, as CleanRL's (Brax's: x10); episode statistics raw
     envs = gym.wrappers.vector.NormalizeReward(envs, gamma=args.gamma)
     obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
     action_low, action_high = envs.single_action_space.low, envs.single_action_space.high

@@ -52,17 +52,21 @@ METHODS = {
     "fpo": Method("benchmark/baselines/fpo_ppo.py", "ppo"),
     "dppo": Method("benchmark/baselines/dppo.py", "ppo"),
 }
-PPO_CONFIGS = ("paper",)  # the PPO scripts' named starting configurations (their first argument)
+# the PPO scripts' named starting configurations (their first argument) and the methods that have each: `paper` (the
+# defaults of all four) and the twins' `cleanrl` (CleanRL's PPO defaults)
+PPO_CONFIGS = {"paper": ("gaussian_ppo", "gorl_ppo", "fpo", "dppo"), "cleanrl": ("gaussian_ppo", "gorl_ppo")}
 # the paper's names of the table scripts' columns (run_all.sh's five are Table 1's methods)
 PAPER_NAMES = {"gaussian_ppo": "PPO", "fpo": "FPO", "dppo": "DPPO", "gorl_ppo": "GoRL-FM", "gorl_ppo_diff": "GoRL-Diff"}
 
 # paper: 180M env steps per DM Control task (humanoids too), 4M for the SAC variant (2M + 1M + 1M); evaluation every
 # 6M steps (budget / 30) over 128 deterministic episodes. quick: small enough that the main table (6 tasks x 2
 # methods x 2 seeds = 24 runs) takes about 25 minutes with one worker on a 2-core laptop (see benchmark/README.md).
-# laptop: 10M env steps per PPO-type run (~90 min here, two at a time on 2 cores), 1M per SAC-type run, the first 2
-# seeds, and only the tasks known to learn within that: WalkerWalk (both PPO scripts ~440 at 10M here), CheetahRun (not
-# yet measured here), and Gym MuJoCo's SAC tasks. ppo_config: the configuration the PPO scripts start from
-# (`python gorl_ppo.py paper ...`; fpo's and dppo's defaults are already the paper's settings for them).
+# laptop: 10M env steps per PPO-type run (~2-2.3 h here at the twins' 1,200-1,400 SPS, two at a time on 2 cores), 1M per
+# SAC-type run, the first 2 seeds, and only the tasks known to learn within that: WalkerWalk (the twins' defaults, the
+# paper's configuration, 942.8-958.8 at 10M, seed 1: results/ppo_time_to_return.md), CheetahRun (not yet measured here),
+# and Gym MuJoCo's SAC tasks. ppo_config: the configuration that the PPO scripts start from where they have it (`python
+# gorl_ppo.py cleanrl ...`; None: their defaults, the paper's). quick's is `cleanrl`: the paper's 30,720-step rollout
+# batch does not fit GoRL's 4 stages of 150k steps (fpo and dppo, which have no `cleanrl`, run their defaults).
 PRESETS = {
     "paper": dict(ppo_steps=180_000_000, sac_steps=4_000_000, num_seeds=None, num_evals=30, ppo_eval_episodes=128,
                   sac_eval_episodes=10, method_flags={}, ppo_config="paper", tasks=None),
@@ -71,7 +75,7 @@ PRESETS = {
                    tasks=("WalkerWalk", "CheetahRun", "Hopper-v5", "Walker2d-v5", "HalfCheetah-v5")),
     "quick": dict(ppo_steps=150_000, sac_steps=20_000, num_seeds=2, num_evals=5, ppo_eval_episodes=5, sac_eval_episodes=5,
                   # the scripts' default 1% of the budget would refit the decoder on only 1.5k pairs at 150k steps
-                  method_flags={"gorl_ppo": ["--decoder-data-fraction", "0.03"]}, ppo_config=None, tasks=None),
+                  method_flags={"gorl_ppo": ["--decoder-data-fraction", "0.03"]}, ppo_config="cleanrl", tasks=None),
 }  # fmt: skip
 
 
@@ -134,10 +138,10 @@ def parse_variant(text: str):
         )
     method, words = words[0], words[1:]
     config = words.pop(0) if words and not words[0].startswith("-") else None
-    if config is not None and (METHODS[method].family != "ppo" or config not in PPO_CONFIGS):
+    if config is not None and method not in PPO_CONFIGS.get(config, ()):
+        has = [name for name, methods in PPO_CONFIGS.items() if method in methods]
         raise argparse.ArgumentTypeError(
-            f"--variant {text!r}: {config!r} is not a configuration of {method}"
-            + (f" (PPO scripts have: {', '.join(PPO_CONFIGS)})" if METHODS[method].family == "ppo" else " (it has none)")
+            f"--variant {text!r}: {config!r} is not a configuration of {method} (it has {', '.join(has) or 'none'})"
         )
     return name, method, config, words
 
@@ -149,13 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--tasks", nargs="+", required=True, help="env ids as the scripts take them (HopperStand, Hopper-v5)")
     g.add_argument("--methods", nargs="*", default=[], choices=sorted(METHODS), help="methods run with their default flags")
     g.add_argument("--variant", action="append", default=[], type=parse_variant, metavar="NAME=METHOD [CONFIG] FLAGS",
-                   help="an extra column: METHOD run with FLAGS under exp name NAME (repeatable); CONFIG, e.g. paper, "
+                   help="an extra column: METHOD run with FLAGS under exp name NAME (repeatable); CONFIG, e.g. cleanrl, "
                    "starts a PPO script from that configuration instead of the preset's")  # fmt: skip
     g.add_argument("--seeds", nargs="+", type=int, required=True, help="the table's seeds (a preset may use the first few)")
     g = p.add_argument_group("scale (defaults from --preset)")
     g.add_argument("--preset", choices=sorted(PRESETS), default="paper",
                    help="paper: the paper's budgets and PPO configuration; laptop: 10M/1M steps, 2 seeds, the tasks that "
-                   "learn within that; quick: a smoke run")  # fmt: skip
+                   "learn within that; quick: a smoke run, the PPO twins in cleanrl")  # fmt: skip
     g.add_argument("--ppo-steps", type=int, help="env steps per PPO-type run (paper 180M, quick 150k)")
     g.add_argument("--sac-steps", type=int, help="env steps per SAC-type run (paper 4M, quick 20k)")
     g.add_argument("--num-seeds", type=int, help="use the first N of --seeds (paper: all, quick: 2)")
@@ -223,8 +227,8 @@ def plan(args) -> Sweep:
         for column, spec in columns.items():
             family = METHODS[spec["method"]].family
             for seed in seeds:
-                config = spec["config"] or (preset["ppo_config"] if family == "ppo" else None)
-                config = [config] if config else []
+                config = spec["config"] or preset["ppo_config"]
+                config = [config] if spec["method"] in PPO_CONFIGS.get(config, ()) else []
                 checkpoint_every = eval_every[family] if args.checkpoint_every is None else args.checkpoint_every
                 flags = [*config, "--env-id", task, "--seed", str(seed), "--total-timesteps", str(budgets[family]),
                          "--exp-name", column, "--eval-every", str(eval_every[family]),

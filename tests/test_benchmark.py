@@ -72,6 +72,9 @@ def test_quick_preset_is_one_knob_smaller_and_scales_evaluation(tmp_path):
     assert {flag(r, "--eval-every") for r in runs} == {"30000"}
     gorl = [r for r in runs if flag(r, "--exp-name").startswith("gorl_ppo")]
     assert len(gorl) == 24 and all("--decoder-data-fraction" in r for r in gorl)
+    # the twins start from `cleanrl` (the paper's 30,720-step batch does not fit 4 stages of 150k); fpo and dppo have none
+    twins = {"gaussian_ppo", "gorl_ppo", "gorl_ppo_diff"}
+    assert all(r[0] == ("cleanrl" if flag(r, "--exp-name") in twins else "--env-id") for r in runs)
     # overrides: the budget knob, the number of seeds and the task list
     runs = commands(
         table_script("run_all.sh", "--preset", "quick", "--ppo-steps", "50000", "--num-seeds", "1", "--tasks", "HopperStand",
@@ -84,7 +87,7 @@ def test_quick_preset_is_one_knob_smaller_and_scales_evaluation(tmp_path):
 def test_laptop_preset_runs_ten_million_steps_on_the_tasks_that_learn(tmp_path):
     runs = commands(table_script("run_all.sh", "--preset", "laptop", "--dry-run", out_dir=tmp_path))
     assert len(runs) == 2 * 5 * 2 and {flag(r, "--env-id") for r in runs} == {"WalkerWalk", "CheetahRun"}
-    assert {flag(r, "--total-timesteps") for r in runs} == {"10000000"} and not any(r[0] == "paper" for r in runs)
+    assert {flag(r, "--total-timesteps") for r in runs} == {"10000000"} and {r[0] for r in runs} == {"--env-id"}  # defaults
     proc = subprocess.run(
         ["bash", os.path.join(ROOT, "benchmark", "humanoids.sh"), "--preset", "laptop", "--dry-run", "--out-dir",
          str(tmp_path)],
@@ -97,13 +100,14 @@ def test_a_variant_may_name_a_ppo_configuration_which_goes_first(tmp_path, capsy
     base = ["--table", "t", "--preset", "laptop", "--tasks", "WalkerWalk", "--seeds", "1", "--num-seeds", "1", "--dry-run",
             "--out-dir", str(tmp_path)]  # fmt: skip
     assert (
-        sweep.main([*base, "--variant", "gorl_ppo_paper=gorl_ppo paper --decoder diffusion", "--methods", "gaussian_ppo"]) == 0
+        sweep.main([*base, "--variant", "gorl_cleanrl=gorl_ppo cleanrl --decoder diffusion", "--methods", "gaussian_ppo"]) == 0
     )
     runs = {flag(r, "--exp-name"): r for r in commands(capsys.readouterr().out)}
-    assert runs["gorl_ppo_paper"][0] == "paper" and runs["gorl_ppo_paper"][-2:] == ["--decoder", "diffusion"]
-    assert "paper" not in runs["gaussian_ppo"]  # the laptop preset's own configuration: the scripts' defaults
+    assert runs["gorl_cleanrl"][0] == "cleanrl" and runs["gorl_cleanrl"][-2:] == ["--decoder", "diffusion"]
+    assert runs["gaussian_ppo"][0] == "--env-id"  # the laptop preset's own configuration: the scripts' defaults
     for bad, why in [("x=gorl_sac paper", "not a configuration of gorl_sac (it has none)"),
-                     ("x=gorl_ppo papr", "'papr' is not a configuration of gorl_ppo (PPO scripts have: paper)")]:  # fmt: skip
+                     ("x=fpo cleanrl", "'cleanrl' is not a configuration of fpo (it has paper)"),
+                     ("x=gorl_ppo papr", "'papr' is not a configuration of gorl_ppo (it has paper, cleanrl)")]:  # fmt: skip
         with pytest.raises(SystemExit):
             sweep.main([*base, "--variant", bad])
         assert why in capsys.readouterr().err

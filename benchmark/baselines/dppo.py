@@ -73,8 +73,9 @@ class Args:
     """total environment steps of training"""
     learning_rate: float = 3e-4
     """the learning rate of the Adam optimizer"""
-    # the paper's Brax PPO takes 16 epochs of 32 minibatches of 30,720 transitions per 983,040 steps of 2048 envs; 32 CPU
-    # envs keep the minibatch size and the gradient steps per env step: a 32 x 960 rollout is one minibatch, 16 epochs of it
+    # the paper's PPO (MuJoCo Playground's Brax PPO for DM Control: ../shared/paper-notes.md) takes 16 epochs of 32
+    # minibatches of 30,720 transitions per 983,040 steps of 2048 envs; 32 CPU envs keep the minibatch size and the gradient
+    # steps per env step: a 32 x 960 rollout is one minibatch, 16 epochs of it
     num_envs: int = 32
     """the number of parallel environments (stepped in one process unless --async-envs)"""
     async_envs: bool = False
@@ -557,7 +558,7 @@ if __name__ == "__main__":
     device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
     torch.use_deterministic_algorithms(device.type == "cpu")  # on a GPU some kernels have no deterministic version
 
-    # rewards scaled by a running estimate of the discounted return's std, as CleanRL's (Brax's: x10); episode statistics raw
+    # rewards scaled by a running estimate of the discounted return's std as in CleanRL (Brax: x10); episode statistics raw
     envs = gym.wrappers.vector.NormalizeReward(envs, gamma=args.gamma)
     obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
     action_low, action_high = envs.single_action_space.low, envs.single_action_space.high

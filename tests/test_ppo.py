@@ -263,7 +263,7 @@ def test_non_finite_loss_stops_the_run_before_the_update(script, tmp_path):
 def test_checkpoints_from_before_a_flag_was_dropped_still_load(tmp_path):
     """gorl_ppo.py dropped flags whose measured default it now always runs: a checkpoint that carries them at that
     value loads as before; one that ran otherwise is refused in one line."""
-    saved = {**vars(gorl_ppo.Args(env_id="Pendulum-v1")), **gorl_ppo.DROPPED_FLAGS}
+    saved = {**vars(dataclasses.replace(gorl_ppo.CLEANRL, env_id="Pendulum-v1")), **gorl_ppo.DROPPED_FLAGS}  # 64 x 64 nets
     agent, decoder, path = gorl_ppo.Agent(obs_dim=3, action_dim=1), gorl_ppo.FlowDecoder(3, 1, 10), str(tmp_path / "model.pt")
     torch.save({"script": "gorl_ppo.py", "args": saved, "agent": agent.state_dict(), "decoder": decoder.state_dict()}, path)
     loaded_args, loaded_agent, _, envs = gorl_ppo.load_checkpoint(path, 1)

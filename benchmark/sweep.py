@@ -61,12 +61,12 @@ PAPER_NAMES = {"gaussian_ppo": "PPO", "fpo": "FPO", "dppo": "DPPO", "gorl_ppo": 
 # paper: 180M env steps per DM Control task (humanoids too), 4M for the SAC variant (2M + 1M + 1M); evaluation every
 # 6M steps (budget / 30) over 128 deterministic episodes. quick: small enough that the main table (6 tasks x 2
 # methods x 2 seeds = 24 runs) takes about 25 minutes with one worker on a 2-core laptop (see benchmark/README.md).
-# laptop: 10M env steps per PPO-type run (~2-2.3 h here at the twins' 1,200-1,400 SPS, two at a time on 2 cores), 1M per
-# SAC-type run, the first 2 seeds, and only the tasks known to learn within that: WalkerWalk (the twins' defaults, the
-# paper's configuration, 942.8-958.8 at 10M, seed 1: results/ppo_time_to_return.md), CheetahRun (not yet measured here),
-# and Gym MuJoCo's SAC tasks. ppo_config: the configuration that the PPO scripts start from where they have it (`python
-# gorl_ppo.py cleanrl ...`; None: their defaults, the paper's). quick's is `cleanrl`: the paper's 30,720-step rollout
-# batch does not fit GoRL's 4 stages of 150k steps (fpo and dppo, which have no `cleanrl`, run their defaults).
+# laptop: 10M env steps per PPO-type run (~1 h here at the twins' ~3,000 SPS, two at a time on 2 cores), 1M per SAC-type
+# run, the first 2 seeds, and only the tasks known to learn within that: WalkerWalk (the twins' defaults, 939.9-958.8
+# at 10M, seed 1: results/ppo_defaults.md), CheetahRun (not yet measured here), and Gym MuJoCo's SAC tasks. ppo_config:
+# the configuration that the PPO scripts start from where they have it (`python gorl_ppo.py cleanrl ...`; None: their
+# defaults). quick's is `cleanrl`: the defaults' 30,720-step rollout batch does not fit GoRL's 4 stages of 150k steps
+# (fpo and dppo, which have no `cleanrl`, run their defaults).
 PRESETS = {
     "paper": dict(ppo_steps=180_000_000, sac_steps=4_000_000, num_seeds=None, num_evals=30, ppo_eval_episodes=128,
                   sac_eval_episodes=10, method_flags={}, ppo_config="paper", tasks=None),

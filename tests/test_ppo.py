@@ -24,7 +24,7 @@ from tests.helpers import (
     values,
 )
 
-# end-to-end runs at the defaults (the paper's configuration), small only in the rollout and the evaluation
+# end-to-end runs at the defaults, small only in the rollout and the evaluation
 FAST_PPO = ["--num-envs", "8", "--num-steps", "128", "--eval-episodes", "4"]
 
 
@@ -333,18 +333,22 @@ def test_later_stages_restart_the_rate_and_continue_from_the_best_policy(tmp_pat
 
 
 @pytest.mark.parametrize("module", [gaussian_ppo, gorl_ppo])
-def test_paper_configuration_is_the_default_and_cleanrl_a_first_argument(module, monkeypatch):
-    """The defaults are the paper's PPO configuration, also named `paper`; `cleanrl` gives CleanRL's PPO defaults, exactly
-    the defaults until 2026-12-03 (gorl_ppo's with its stage-0 clip and warm refits of then); flags go on top of either."""
-    paper = dict(learning_rate=1e-3, anneal_lr=False, num_steps=960, num_minibatches=1, update_epochs=16, gamma=0.995)
-    paper |= dict(ent_coef=0.01, vf_coef=0.25, actor_hidden=(32,) * 4, critic_hidden=(256,) * 5, activation="silu")
+def test_defaults_are_the_papers_settings_with_cleanrls_networks_and_configs_name_the_others(module, monkeypatch):
+    """The defaults are the paper's PPO settings with CleanRL's tanh 64 x 64 networks; `paper` adds the paper's networks,
+    `cleanrl` gives CleanRL's PPO defaults, exactly the defaults until 2026-12-03 (gorl_ppo's with its stage-0 clip and
+    warm refits of then); flags go on top of any."""
+    settings = dict(learning_rate=1e-3, anneal_lr=False, num_steps=960, num_minibatches=1, update_epochs=16, gamma=0.995)
+    settings |= dict(ent_coef=0.01, vf_coef=0.25, actor_hidden=(64, 64), critic_hidden=(64, 64), activation="tanh")
+    paper = dict(actor_hidden=(32,) * 4, critic_hidden=(256,) * 5, activation="silu")
     cleanrl = dict(learning_rate=3e-4, anneal_lr=True, num_steps=64, num_minibatches=4, update_epochs=10, gamma=0.99)
-    cleanrl |= dict(ent_coef=0.0, vf_coef=0.5, actor_hidden=(64, 64), critic_hidden=(64, 64), activation="tanh")
+    cleanrl |= dict(ent_coef=0.0, vf_coef=0.5)
     if module is gorl_ppo:  # the paper's code: stage 0 clipped at 0.15, a fresh decoder at each refit
-        paper, cleanrl = paper | dict(clip_coef=0.15, fresh_decoder=True), cleanrl | dict(clip_coef=0.2, fresh_decoder=False)
+        settings, cleanrl = settings | dict(clip_coef=0.15, fresh_decoder=True), cleanrl | dict(
+            clip_coef=0.2, fresh_decoder=False
+        )
     defaults = module.Args()
-    assert {name: getattr(defaults, name) for name in paper} == paper
-    for first, changed in [([], {}), (["paper"], {}), (["cleanrl"], cleanrl)]:
+    assert {name: getattr(defaults, name) for name in settings} == settings
+    for first, changed in [([], {}), (["defaults"], {}), (["paper"], paper), (["cleanrl"], cleanrl)]:
         monkeypatch.setattr(sys, "argv", [module.__file__, *first, "--seed", "3"])
         assert module.parse_args() == dataclasses.replace(defaults, **changed, seed=3), first
 

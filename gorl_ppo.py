@@ -159,7 +159,7 @@ PAPER_TASKS = ("HopperStand", "CheetahRun", "FingerSpin", "FingerTurnHard", "Fis
 
 def resolve_env_id(env_id: str) -> str:
     """The gymnasium id of a DM Control task named in CamelCase (hopper/stand: HopperStand); gymnasium ids (dm_control/*-v0
-    included) pass through, and "module:Env-v0" ids import the module that registers Env-v0 (gorl_envs:BimodalBandit-v0)."""
+    included) pass through, and "module:Env-v0" ids import the module that registers Env-v0 (tests.envs:Clock-v0)."""
     import shimmy  # registers the dm_control/<domain>-<task>-v0 ids
     from dm_control import suite
 

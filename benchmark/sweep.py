@@ -265,7 +265,7 @@ def write_manifest(sweep: Sweep):
 
 
 def run_env() -> dict:
-    """Environment of every run: single-threaded numerics, headless MuJoCo, the repo importable (gorl_envs)."""
+    """Environment of every run: single-threaded numerics, headless MuJoCo, the repo importable (module:Env-v0 ids)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     env.setdefault("MUJOCO_GL", "egl")
     env["PYTHONPATH"] = os.pathsep.join(p for p in [ROOT, env.get("PYTHONPATH", "")] if p)

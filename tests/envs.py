@@ -7,6 +7,7 @@ Clock-v0: episodes of exactly 40 steps whose observation is the step's index in 
 off which phases of an episode some data covers.
 Target-v0: 20 steps of random observations in [-1, 1]^3; the reward is minus the squared distance of the 2-d action
 from TARGET, so a policy's return says how close its actions are to that point.
+Bandit-v0: one step, one constant observation, one action in [-1, 1]; the reward is 1 at |a| = 0.6 (both signs).
 """
 
 import gymnasium as gym
@@ -54,8 +55,22 @@ class Target(gym.Env):
         return self.np_random.uniform(-1, 1, 3).astype(np.float32), reward, False, False, {}
 
 
+class Bandit(gym.Env):
+    def __init__(self):
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, (1,), dtype=np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), dtype=np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(1, dtype=np.float32), {}
+
+    def step(self, action):
+        reward = float(np.exp(-((abs(float(np.asarray(action).reshape(-1)[0])) - 0.6) ** 2) / 0.02))
+        return np.zeros(1, dtype=np.float32), reward, True, False, {}
+
+
 # no env checker: its warning about the NaN reward would come before the script's own line
-for name, max_episode_steps in [("NanRewardPendulum", 200), ("Clock", 40), ("Target", 20)]:
+for name, max_episode_steps in [("NanRewardPendulum", 200), ("Clock", 40), ("Target", 20), ("Bandit", 1)]:
     if f"{name}-v0" not in gym.registry:
         gym.register(f"{name}-v0", f"tests.envs:{name}", max_episode_steps=max_episode_steps, disable_env_checker=True)
 if "dm_control/hopper-short-v0" not in gym.registry:

@@ -86,7 +86,7 @@ def test_decoder_data_envs_each_run_a_whole_episode_and_divide_the_data():
 
 
 def test_decoder_fit_on_gaussian_actions_at_one_state_is_affine():
-    """Why GoRL stays unimodal on a one-state task (benchmark/multimodality.py): refit on the actions of a Gaussian
+    """Why GoRL stays unimodal on a one-state task (benchmark/results/multimodality_bandit.md): refit on the actions of a Gaussian
     policy, the flow from N(0, 1) is the affine map m + s z, so the next stage's Gaussian latent decodes to a Gaussian."""
     torch.manual_seed(0)
     obs, actions = torch.zeros(3000, 1), 0.7 + 0.3 * torch.randn(3000, 1)
@@ -182,7 +182,7 @@ def test_env_ids_resolve():
     assert gaussian_ppo.resolve_env_id("FingerTurnHard") == "dm_control/finger-turn_hard-v0"
     assert gaussian_ppo.resolve_env_id("dm_control/walker-walk-v0") == "dm_control/walker-walk-v0"
     assert gaussian_ppo.resolve_env_id("Pendulum-v1") == "Pendulum-v1"
-    assert gaussian_ppo.resolve_env_id("gorl_envs:BimodalBandit-v0") == "BimodalBandit-v0"
+    assert gaussian_ppo.resolve_env_id("tests.envs:Bandit-v0") == "Bandit-v0"
     with pytest.raises(ValueError, match="cannot import 'no_such_module'"):
         gaussian_ppo.resolve_env_id("no_such_module:Env-v0")
     with pytest.raises(ValueError, match="did you mean HopperStand"):
@@ -211,8 +211,8 @@ def test_dm_control_observations_are_flat_float32():
         (["--decoder-data-fraction", "0.2"], "error: --decoder-data-fraction 0.2 must be in [0, 0.167)"),
         (["--eval-checkpoint", "."], "error: --eval-checkpoint . cannot be read as a checkpoint"),
         (
-            ["--env-id", "gorl_envs:Nope-v0"],
-            "error: importing 'gorl_envs' registers no 'Nope-v0'; it registers: BimodalBandit-v0",
+            ["--env-id", "tests.envs:Nope-v0"],
+            "error: importing 'tests.envs' registers no 'Nope-v0'; it registers: NanRewardPendulum-v0, Clock-v0, Target-v0, Bandit-v0",
         ),
     ],
 )

@@ -238,7 +238,7 @@ def test_truncation_stores_true_last_observation_and_keeps_bootstrapping(module)
 
 
 def test_termination_is_stored_as_done_with_its_final_observation():
-    envs = gaussian_sac.make_vector_env(gaussian_sac.resolve_env_id("gorl_envs:BimodalBandit-v0"), 2, seed=0)
+    envs = gaussian_sac.make_vector_env(gaussian_sac.resolve_env_id("tests.envs:Bandit-v0"), 2, seed=0)
     envs.reset(seed=0)
     next_obs, rewards, terminations, truncations, infos = envs.step(np.full((2, 1), 0.6, dtype=np.float32))
     envs.close()

@@ -110,7 +110,7 @@ BASELINES = ["benchmark/baselines/fpo_ppo.py", "benchmark/baselines/dppo.py"]
 def test_every_script_has_the_flags_and_records_its_eval_envs(script, tmp_path, monkeypatch):
     """Every flag parses, and the eval envs are made to record: an env with no frames to draw is refused in one line."""
     monkeypatch.setenv("WANDB_MODE", "offline")  # never online, should a script reach --track
-    flags = ["--env-id", "gorl_envs:BimodalBandit-v0", "--capture-video", "--track"]
+    flags = ["--env-id", "tests.envs:Bandit-v0", "--capture-video", "--track"]
     flags += ["--wandb-project-name", "p", "--wandb-entity", "e"]
     result = run_script(script, *flags, cwd=tmp_path)
-    check_one_line_error(result, "error: --capture-video cannot render BimodalBandit-v0:")
+    check_one_line_error(result, "error: --capture-video cannot render Bandit-v0:")

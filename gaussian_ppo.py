@@ -426,7 +426,12 @@ def load_training_state(args: Args) -> tuple:
     saved_by = state.get("script") if isinstance(state, dict) else "no script of this project"
     if saved_by != script:
         raise ValueError(f"--resume {path} was saved by {saved_by}, not {script}: resume it with that script")
-    given = [f"--{name.replace('_', '-')}" for name in vars(args) if getattr(args, name) != getattr(Args(resume=path), name)]
+    # the flags given on top of the configuration named first (`cleanrl --resume X` names no flag)
+    given = min(
+        ([f"--{name.replace('_', '-')}" for name in vars(args) if name != "resume" and getattr(args, name) != getattr(base, name)]
+         for base in CONFIGS.values()),
+        key=len,
+    )  # fmt: skip
     if given:
         raise ValueError(f"--resume continues the saved run with its own flags; drop {', '.join(given)}")
     return Args(**{**state["args"], "resume": path}), state

@@ -117,3 +117,21 @@ def test_resume_refuses_files_that_are_no_training_state(tmp_path):
     check_one_line_error(result, f"error: --resume {not_a_checkpoint} cannot be read as a training-state checkpoint")
     result = run_script("gaussian_sac.py", "--checkpoint-every", "-5", cwd=tmp_path)
     check_one_line_error(result, "error: --checkpoint-every must be 0 (no checkpoints) or a number of env steps, got -5")
+
+
+@pytest.mark.parametrize("script", ["gaussian_ppo", "gorl_ppo"])
+def test_resume_takes_a_configuration_name_and_refuses_flags_on_top_of_it(script, tmp_path):
+    """`cleanrl --resume X` gives no flag (the saved run's flags rule); `cleanrl --seed 5 --resume X` gives --seed."""
+    import dataclasses
+    import gzip
+    import importlib
+    import pickle
+
+    module = importlib.import_module(script)
+    path = str(tmp_path / "training_state.pt")
+    with gzip.open(path, "wb") as f:
+        pickle.dump({"script": f"{script}.py", "args": vars(module.Args(seed=7))}, f)
+    args, _ = module.load_training_state(dataclasses.replace(module.CLEANRL, resume=path))
+    assert args.seed == 7 and args.num_steps == module.Args().num_steps  # the saved run's flags, not cleanrl's
+    with pytest.raises(ValueError, match="^--resume continues the saved run with its own flags; drop --seed$"):
+        module.load_training_state(dataclasses.replace(module.CLEANRL, seed=5, resume=path))

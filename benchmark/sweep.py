@@ -53,7 +53,7 @@ METHODS = {
     "dppo": Method("benchmark/baselines/dppo.py", "ppo"),
 }
 # the PPO scripts' named starting configurations (their first argument) and the methods that have each: `paper` (the
-# defaults of all four) and the twins' `cleanrl` (CleanRL's PPO defaults)
+# paper's settings and networks; fpo's and dppo's defaults) and the twins' `cleanrl` (CleanRL's PPO defaults)
 PPO_CONFIGS = {"paper": ("gaussian_ppo", "gorl_ppo", "fpo", "dppo"), "cleanrl": ("gaussian_ppo", "gorl_ppo")}
 # the paper's names of the table scripts' columns (run_all.sh's five are Table 1's methods)
 PAPER_NAMES = {"gaussian_ppo": "PPO", "fpo": "FPO", "dppo": "DPPO", "gorl_ppo": "GoRL-FM", "gorl_ppo_diff": "GoRL-Diff"}

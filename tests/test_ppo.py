@@ -86,8 +86,9 @@ def test_decoder_data_envs_each_run_a_whole_episode_and_divide_the_data():
 
 
 def test_decoder_fit_on_gaussian_actions_at_one_state_is_affine():
-    """Why GoRL stays unimodal on a one-state task (benchmark/results/multimodality_bandit.md): refit on the actions of a Gaussian
-    policy, the flow from N(0, 1) is the affine map m + s z, so the next stage's Gaussian latent decodes to a Gaussian."""
+    """Why GoRL stays unimodal on a one-state task (benchmark/results/multimodality_bandit.md): refit on the actions of a
+    Gaussian policy, the flow from N(0, 1) is the affine map m + s z, so the next stage's Gaussian latent decodes to a
+    Gaussian."""
     torch.manual_seed(0)
     obs, actions = torch.zeros(3000, 1), 0.7 + 0.3 * torch.randn(3000, 1)
     decoder = gorl_ppo.FlowDecoder(obs_dim=1, action_dim=1, flow_steps=10)
@@ -212,7 +213,8 @@ def test_dm_control_observations_are_flat_float32():
         (["--eval-checkpoint", "."], "error: --eval-checkpoint . cannot be read as a checkpoint"),
         (
             ["--env-id", "tests.envs:Nope-v0"],
-            "error: importing 'tests.envs' registers no 'Nope-v0'; it registers: NanRewardPendulum-v0, Clock-v0, Target-v0, Bandit-v0",
+            "error: importing 'tests.envs' registers no 'Nope-v0'; it registers: NanRewardPendulum-v0, Clock-v0, Target-v0, "
+            "Bandit-v0",
         ),
     ],
 )

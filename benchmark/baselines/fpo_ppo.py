@@ -467,11 +467,10 @@ def load_training_state(args: Args) -> tuple:
     if saved_by != script:
         raise ValueError(f"--resume {path} was saved by {saved_by}, not {script}: resume it with that script")
     # the flags given on top of the configuration named first (`cleanrl --resume X` names no flag)
-    given = min(
-        ([f"--{name.replace('_', '-')}" for name in vars(args) if name != "resume" and getattr(args, name) != getattr(base, name)]
-         for base in CONFIGS.values()),
-        key=len,
-    )  # fmt: skip
+    differing = (
+        [n for n in vars(args) if n != "resume" and getattr(args, n) != getattr(base, n)] for base in CONFIGS.values()
+    )
+    given = [f"--{name.replace('_', '-')}" for name in min(differing, key=len)]
     if given:
         raise ValueError(f"--resume continues the saved run with its own flags; drop {', '.join(given)}")
     return Args(**{**state["args"], "resume": path}), state

@@ -196,10 +196,7 @@ def make_vector_env(
     space = envs.single_action_space
     if not isinstance(space, gym.spaces.Box) or not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
         envs.close()
-        raise ValueError(
-            f"{env_id} has action space {space}; these scripts need a continuous gymnasium.spaces.Box action space "
-            "with finite bounds (e.g. HopperStand, Pendulum-v1, Hopper-v5)"
-        )
+        raise ValueError(f"{env_id} has action space {space}; these scripts need a Box action space with finite bounds")
     return gym.wrappers.vector.RecordEpisodeStatistics(envs)
 
 
@@ -350,10 +347,7 @@ def check_args(args: Args):
     if args.checkpoint_every and args.async_envs:
         raise ValueError("--checkpoint-every pickles the envs mid-episode, which needs them in-process: drop --async-envs")
     if (args.num_envs * args.num_steps) % args.num_minibatches:
-        raise ValueError(
-            f"--num-minibatches {args.num_minibatches} does not divide the rollout batch (--num-envs x --num-steps = "
-            f"{args.num_envs * args.num_steps}) into equal minibatches"
-        )
+        raise ValueError(f"--num-minibatches {args.num_minibatches} must divide --num-envs x --num-steps, the rollout batch")
 
 
 # The defaults are the paper's PPO settings with CleanRL's tanh 64 x 64 networks: faster to 800 on WalkerWalk (21 and 34
@@ -485,10 +479,7 @@ if __name__ == "__main__":
         args.minibatch_size = int(args.batch_size // args.num_minibatches)
         args.num_iterations = args.total_timesteps // args.batch_size
         if args.num_iterations < 1:
-            raise ValueError(
-                f"--total-timesteps {args.total_timesteps} is less than one rollout batch: it must be at least --num-envs x "
-                f"--num-steps = {args.batch_size}"
-            )
+            raise ValueError(f"--total-timesteps {args.total_timesteps} must be at least one rollout batch, {args.batch_size}")
         planned_steps = args.num_iterations * args.batch_size
         envs = make_vector_env(gym_id, args.num_envs, args.seed, args.async_envs)
         run_name = resumed["run_name"] if resumed else f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
@@ -497,10 +488,7 @@ if __name__ == "__main__":
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
     if planned_steps < args.total_timesteps:
-        print(
-            f"note: {planned_steps:,} of the {args.total_timesteps:,} --total-timesteps will run "
-            f"(whole rollout batches of {args.batch_size})"
-        )
+        print(f"note: {planned_steps:,} of the {args.total_timesteps:,} --total-timesteps run (whole rollout batches)")
     if args.track:  # before the SummaryWriter, whose scalars wandb syncs (CleanRL's way); wandb is optional
         try:
             import wandb
@@ -514,10 +502,7 @@ if __name__ == "__main__":
     else:
         run_dir = f"runs/{run_name}"
         writer = SummaryWriter(run_dir)
-        writer.add_text(
-            "hyperparameters",
-            "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])),
-        )
+        writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
 
     # TRY NOT TO MODIFY: seeding
     random.seed(args.seed)

@@ -228,10 +228,7 @@ def make_vector_env(
     space = envs.single_action_space
     if not isinstance(space, gym.spaces.Box) or not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
         envs.close()
-        raise ValueError(
-            f"{env_id} has action space {space}; these scripts need a continuous gymnasium.spaces.Box action space "
-            "with finite bounds (e.g. HopperStand, Pendulum-v1, Hopper-v5)"
-        )
+        raise ValueError(f"{env_id} has action space {space}; these scripts need a Box action space with finite bounds")
     return gym.wrappers.vector.RecordEpisodeStatistics(envs)
 
 
@@ -587,10 +584,7 @@ def check_args(args: Args):
     if args.checkpoint_every and args.async_envs:
         raise ValueError("--checkpoint-every pickles the envs mid-episode, which needs them in-process: drop --async-envs")
     if (args.num_envs * args.num_steps) % args.num_minibatches:
-        raise ValueError(
-            f"--num-minibatches {args.num_minibatches} does not divide the rollout batch (--num-envs x --num-steps = "
-            f"{args.num_envs * args.num_steps}) into equal minibatches"
-        )
+        raise ValueError(f"--num-minibatches {args.num_minibatches} must divide --num-envs x --num-steps, the rollout batch")
     shortest_stage = 1 / (args.num_stages + args.num_stages // 2)  # the share of each stage of the second half
     if args.num_stages > 1 and not 0 <= args.decoder_data_fraction < shortest_stage:
         raise ValueError(
@@ -746,9 +740,8 @@ if __name__ == "__main__":
         args.num_iterations = int(stage_iterations.sum())
         if stage_iterations.min() < 1:
             raise ValueError(
-                f"--total-timesteps {args.total_timesteps} leaves a stage shorter than one rollout batch (--num-envs x "
-                f"--num-steps = {args.batch_size}) once each refit's {decoder_data_steps} decoder-data steps are taken out: "
-                f"{args.num_stages} stages need --total-timesteps {min_total_timesteps(args)} or more"
+                f"--total-timesteps {args.total_timesteps} leaves a stage less than one rollout batch ({args.batch_size}) beside "
+                f"its refit's decoder data: {args.num_stages} stages need --total-timesteps {min_total_timesteps(args)} or more"
             )
         planned_steps = args.num_iterations * args.batch_size + (args.num_stages - 1) * decoder_data_steps
         envs = make_vector_env(gym_id, args.num_envs, args.seed, args.async_envs)
@@ -759,8 +752,7 @@ if __name__ == "__main__":
         sys.exit(f"error: {err}")
     if planned_steps < args.total_timesteps:
         print(
-            f"note: {planned_steps:,} of the {args.total_timesteps:,} --total-timesteps will run "
-            f"(each stage in whole rollout batches of {args.batch_size}, plus the decoder data)"
+            f"note: {planned_steps:,} of the {args.total_timesteps:,} --total-timesteps run (whole rollout batches per stage)"
         )
     if args.track:  # before the SummaryWriter, whose scalars wandb syncs (CleanRL's way); wandb is optional
         try:
@@ -775,10 +767,7 @@ if __name__ == "__main__":
     else:
         run_dir = f"runs/{run_name}"
         writer = SummaryWriter(run_dir)
-        writer.add_text(
-            "hyperparameters",
-            "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])),
-        )
+        writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
 
     # TRY NOT TO MODIFY: seeding
     random.seed(args.seed)

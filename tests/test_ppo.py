@@ -204,10 +204,10 @@ def test_dm_control_observations_are_flat_float32():
         (["--env-id", "CartPole-v1"], "error: CartPole-v1 has action space Discrete(2)"),
         (
             ["--env-id", "Pendulum-v1", "--total-timesteps", "100"],
-            "error: --total-timesteps 100 leaves a stage shorter than one rollout batch (--num-envs x --num-steps = 30720) "
-            "once each refit's 320 decoder-data steps are taken out: 4 stages need --total-timesteps 196032 or more",
+            "error: --total-timesteps 100 leaves a stage less than one rollout batch (30720) beside its refit's decoder data: "
+            "4 stages need --total-timesteps 196032 or more",
         ),
-        (["--num-envs", "4", "--num-steps", "64", "--num-minibatches", "3"], "error: --num-minibatches 3 does not divide"),
+        (["--num-envs", "4", "--num-steps", "64", "--num-minibatches", "3"], "error: --num-minibatches 3 must divide"),
         (["--num-envs", "0"], "error: --num-envs must be at least 1, got 0"),
         (["--decoder-data-fraction", "0.2"], "error: --decoder-data-fraction 0.2 must be in [0, 0.167)"),
         (["--eval-checkpoint", "."], "error: --eval-checkpoint . cannot be read as a checkpoint"),

@@ -252,7 +252,7 @@ def explore_episode(kind: str, repeat: int, seed: int, fallen_after: int):
     rng, torch_gen = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     actor = gaussian_sac.Actor(obs.shape[0], 4) if kind == "initial actor" else None
-    heights, rewards = [physics.height()], []
+    heights, rewards, transition_rewards = [physics.height()], [], []
     done = False
     while not done:
         action = policy_action(kind, actor, obs, rng, torch_gen)
@@ -263,11 +263,14 @@ def explore_episode(kind: str, repeat: int, seed: int, fallen_after: int):
             done = terminated or truncated
             if done:
                 break
+        transition_rewards.append(sum(rewards[-repeat:]))  # what the replay buffer stores for this agent step
     start_height, rewards, heights = heights[0], np.array(rewards), np.array(heights[1:])
     rewarded = np.flatnonzero(rewards > 0)
     return {
         "return": rewards.sum(),
         "rewarded steps": len(rewarded),
+        "rewarded transitions": int((np.array(transition_rewards) > 0).sum()),
+        "transitions": len(transition_rewards),
         "last rewarded step": rewarded[-1] + 1 if len(rewarded) else 0,
         "rewarded steps late": int((rewards[fallen_after:] > 0).sum()),
         "max height": heights.max(),
@@ -289,6 +292,7 @@ def explore(episodes: int, fallen_after: int):
         "episodes with reward late",
         "env steps with reward",
         "env steps with reward late",
+        "transitions with reward",
         "mean return",
         "max return",
         "last rewarded env step (max)",
@@ -306,6 +310,7 @@ def explore(episodes: int, fallen_after: int):
                      f"{(col['rewarded steps late'] > 0).sum()} of {episodes}",
                      f"{col['rewarded steps'].sum() / (1000 * episodes):.2%}",
                      f"{col['rewarded steps late'].sum() / ((1000 - fallen_after) * episodes):.3%}",
+                     f"{col['rewarded transitions'].sum() / col['transitions'].sum():.2%}",
                      f"{col['return'].mean():.2f}", f"{col['return'].max():.2f}", int(col["last rewarded step"].max()),
                      f"{col['max height'].max():.3f}", f"{col['max height late'].max():.3f}",
                      f"{col['max height late'].mean():.3f}"]  # fmt: skip

@@ -1,7 +1,7 @@
 """Action repeat on HopperStand (issue 23 item 1): the bookkeeping checks, and how far untrained policies reach the reward.
 
-    python benchmark/action_repeat_check.py checks                 # asserts, for both SAC scripts; ~2 CPU minutes
-    python benchmark/action_repeat_check.py explore --episodes 50  # reward reach at repeat 1 and 2; ~8 CPU minutes
+    python benchmark/action_repeat_check.py checks                 # asserts, both SAC scripts; ~1 CPU minute
+    python benchmark/action_repeat_check.py explore --episodes 50  # reward reach at repeat 1 and 2; ~6 min wall, 2 cores
 
 `checks` verifies, at --action-repeat 1 and 2: an agent step's reward is the sum of its env steps' rewards; an episode is
 1000 / repeat agent steps ending by truncation (not termination), stored with its true last observation and no done

@@ -256,22 +256,16 @@ class ObsNormalizer(nn.Module):
         return torch.clamp((x - self.mean) / torch.sqrt(self.var + 1e-8), -10.0, 10.0)
 
 
-def prior_kl(mean: torch.Tensor, logstd: torch.Tensor) -> torch.Tensor:
-    """KL(N(mean, exp(logstd)^2) || N(0, I)), summed over dimensions: 0.5 (mu^2 + sigma^2 - 1) - log sigma."""
-    return (0.5 * (mean**2 + torch.exp(2 * logstd) - 1) - logstd).sum(-1)
-
-
 class FlowDecoder(nn.Module):
-    """Conditional flow-matching decoder g_phi(s, eps) (paper Sec. 4.2): a velocity field v(s, x_t, t) integrated from t=1,
-    where x = eps, to t=0, where x is the pre-squash action, by the midpoint rule (the paper's Euler steps narrow each
-    refit's policy: benchmark/integrator_check.py). Its observation statistics are its own, set at each refit."""
+    """Conditional flow-matching decoder g_phi(s, eps) (paper Sec. 4.2): a velocity field v(s, x_t, t) integrated from t=1
+    (x = eps) to t=0 (the pre-squash action) by the midpoint rule (Euler's narrow a refit: benchmark/integrator_check.py)."""
 
     def __init__(self, obs_dim: int, action_dim: int, flow_steps: int, hidden: int = 64, time_dim: int = 8):
         super().__init__()
         self.flow_steps, self.obs_rms = flow_steps, ObsNormalizer(obs_dim)
         self.register_buffer("frequencies", 2.0 ** torch.arange(time_dim // 2) * torch.pi)
-        step_times = 1.0 - torch.arange(flow_steps, dtype=torch.float64) / flow_steps
-        self.register_buffer("step_times", step_times.float(), persistent=False)
+        step_times = (1.0 - torch.arange(flow_steps, dtype=torch.float64) / flow_steps).float()
+        self.register_buffer("step_times", step_times, persistent=False)
         self.register_buffer("step_sizes", torch.full((flow_steps,), -1.0 / flow_steps), persistent=False)
         widths = [obs_dim + action_dim + time_dim] + [hidden] * 4
         layers = [layer for i, o in zip(widths, widths[1:]) for layer in (nn.Linear(i, o), nn.SiLU())]
@@ -304,9 +298,8 @@ class FlowDecoder(nn.Module):
 
 
 def fit_decoder(decoder, obs, actions, epochs, batch_size, lr, noise_draws, patience, val_fraction=0.1):
-    """Refit the decoder on (s, pre-squash action) pairs, noise from the fixed N(0, I) prior (not the latent policy's z:
-    the paper's Fig. 4a shows that collapses), keeping the best-validation weights. Returns (last train loss, best
-    validation loss, the held-out indices); the loss is infinite if the refit never produced a finite one."""
+    """Refit the decoder on (s, pre-squash action) pairs, noise from the fixed N(0, I) prior (the latent policy's z
+    collapses: paper Fig. 4a), keeping the best-validation weights: (last train loss, best val loss, held-out indices)."""
     decoder.obs_rms.mean.copy_(obs.mean(0))
     decoder.obs_rms.var.copy_(obs.var(0, unbiased=False))
     perm, num_val = torch.randperm(len(obs)), max(1, int(len(obs) * val_fraction))
@@ -333,11 +326,9 @@ def fit_decoder(decoder, obs, actions, epochs, batch_size, lr, noise_draws, pati
 
 @torch.no_grad()
 def invert_decoder(decoder: FlowDecoder, obs: torch.Tensor, x0: torch.Tensor, iterations: int = 20, chunk: int = 65536):
-    """The latent eps that the decoder maps to the pre-squash action x0 (decoder(obs, eps) gives x0 back): forward()'s
-    midpoint steps x_{k+1} = step_k(x_k), undone in reverse order by solving F(x) = step_k(x) - x_{k+1} = 0 per coordinate
-    from the explicit backward step, by secant updates (fixed-point ones where the secant is degenerate: those alone fail
-    where a step is steep in x) until no |F| exceeds 1e-5, or after `iterations`. Where the learned map is not invertible
-    (e.g. between narrow modes) the round trip misses (see losses/relabel_error)."""
+    """The latent eps that the decoder maps to x0: forward()'s steps x_{k+1} = step_k(x_k) undone in reverse order, solving
+    F(x) = step_k(x) - x_{k+1} = 0 per coordinate from the explicit backward step by secant updates (fixed-point ones where the
+    secant is degenerate: alone they fail where a step is steep) until no |F| > 1e-5, or after `iterations`."""
     if not (decoder.velocity[-1].weight.any() or decoder.velocity[-1].bias.any()):
         return x0.clone()  # the identity decoder of stage 0
     latents = []
@@ -407,7 +398,8 @@ class Actor(nn.Module):
         mean, log_std = self(obs)
         noise = torch.randn_like(mean)
         eps = mean + log_std.exp() * noise
-        return eps, prior_kl(mean, log_std)
+        # KL(N(mean, std^2) || N(0, I)) = 0.5 (mean^2 + std^2 - 1) - log std per dimension, summed
+        return eps, (0.5 * (mean**2 + torch.exp(2 * log_std) - 1) - log_std).sum(-1)
 
     def reset_to_prior(self):
         """Make pi_theta(eps|s) exactly N(0, I) for every s: mean head 0, log-std head 0 (inside its clamp range)."""
@@ -459,9 +451,8 @@ def real_next_obs(next_obs: np.ndarray, terminations: np.ndarray, truncations: n
 
 
 def soft_q_target(rewards, terminations, next_q_values, next_kl, alpha, gamma: float) -> torch.Tensor:
-    """Soft Bellman target r + gamma (1 - terminated) (min_k Q'_k(s', eps') - alpha KL(pi(.|s') || N(0, I))),
-    eps' ~ pi(.|s'): the KL to the prior replaces SAC's log pi (the negative entropy).
-    Only terminations cut the bootstrap: truncated transitions bootstrap from their true last observation."""
+    """Soft Bellman target r + gamma (1 - terminated) (min_k Q'_k(s', eps') - alpha KL(pi(.|s') || N(0, I))), eps' ~ pi(.|s'):
+    the KL to the prior replaces SAC's log pi. Only terminations cut the bootstrap, not truncations."""
     return rewards + gamma * (1.0 - terminations) * (next_q_values.min(0).values - alpha * next_kl)
 
 
@@ -548,10 +539,9 @@ def evaluate(agent: Actor, decoder: FlowDecoder, envs: gym.vector.VectorEnv, see
 
 @torch.no_grad()
 def refit_report(old: tuple, new: tuple, obs: torch.Tensor, eval_envs, seed: int, draws: int = 128) -> dict:
-    """How faithfully a refit hands on its data's policy, old = (latent policy, decoder), to new = (latent policy reset to
-    N(0, I), refit decoder), on held-out states in tanh(x_0): the RMS deterministic action error, per action dimension the
-    new action std over the old, sliced W1 between their actions at a state (16 directions), and both policies' returns.
-    The same noise drives both: an unchanged policy reads 0, 1, 0 and equal returns. Its own RNG: training is unaffected."""
+    """How faithfully a refit hands on old = (latent policy, decoder) to new = (reset latent policy, refit decoder) on held-out
+    states, in tanh(x_0): RMS deterministic action error, new over old action std per dimension, sliced W1 (16 directions),
+    returns. The same noise drives both (unchanged: 0, 1, 0, equal returns); its own RNG leaves training unaffected."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         noise = torch.randn(draws, *obs.shape[:1], eval_envs.single_action_space.shape[0], device=obs.device)
@@ -584,9 +574,8 @@ def refit_summary(report: dict) -> str:
 
 
 def plan_stages(total_timesteps: int, args: Args) -> tuple:
-    """(vector steps of each stage, env steps of decoder data per refit, whether they fit: every stage gets a step and stage
-    0 gets past the warm-up) for a budget: the first half of the stages weigh twice the rest (the paper's 2M/1M/1M), and
-    the decoder data of every stage but the last comes out of its share."""
+    """(vector steps of each stage, env steps of decoder data per refit) for a budget: the first half of the stages weigh
+    twice the rest (the paper's 2M/1M/1M), and the decoder data of every stage but the last comes out of its share."""
     steps_per_iteration = args.num_envs * args.action_repeat  # env steps of one vector step
     data_steps = args.decoder_data_steps if args.decoder_data_steps is not None else max(1_000, total_timesteps // 20)
     decoder_data_steps = data_steps // steps_per_iteration * steps_per_iteration
@@ -594,18 +583,12 @@ def plan_stages(total_timesteps: int, args: Args) -> tuple:
     stage_budgets = (total_timesteps * (weights / weights.sum())).astype(int)
     stage_budgets[:-1] -= decoder_data_steps
     iterations = stage_budgets // steps_per_iteration
-    return iterations, decoder_data_steps, iterations.min() >= 1 and iterations[0] * steps_per_iteration > args.learning_starts
-
-
-def min_total_timesteps(args: Args) -> int:
-    """The smallest budget that fits (for the error message)."""
-    low, high = 0, args.num_envs
-    while not plan_stages(high, args)[2]:
-        low, high = high, 2 * high
-    while high - low > 1:
-        middle = (low + high) // 2
-        low, high = (low, middle) if plan_stages(middle, args)[2] else (middle, high)
-    return high
+    stage_steps = iterations * steps_per_iteration
+    if iterations.min() < 1 or stage_steps[0] <= args.learning_starts:
+        stages = f"stages of {stage_steps.tolist()} env steps after {decoder_data_steps} decoder-data steps per refit"
+        rule = f"every stage needs a step and stage 0 more than --learning-starts {args.learning_starts}"
+        raise ValueError(f"--total-timesteps {total_timesteps} leaves {stages}: {rule}")
+    return iterations, decoder_data_steps
 
 
 def log_video(writer: SummaryWriter, video_folder: Optional[str], global_step: int, track: bool):
@@ -647,13 +630,10 @@ def check_args(args: Args):
         )
     min_data_steps = max(10, args.num_envs) * args.action_repeat
     if args.num_stages > 1 and args.decoder_data_steps is not None and args.decoder_data_steps < min_data_steps:
-        steps = f"{min_data_steps} (10 transitions and one per env, of --action-repeat env steps each)"
-        raise ValueError(f"--decoder-data-steps {args.decoder_data_steps} must be at least {steps} for the decoder refits")
+        needed = f"{min_data_steps} (10 transitions and one per env, of --action-repeat env steps each)"
+        raise ValueError(f"--decoder-data-steps must be at least {needed}, got {args.decoder_data_steps}")
     if args.decoder_data_steps is None and args.num_stages + args.num_stages // 2 >= 20:  # then a stage's share is <= 1/20
-        raise ValueError(
-            f"--num-stages {args.num_stages} must be at most 13 with the default --decoder-data-steps (5% of the budget, "
-            "out of each stage but the last), or set --decoder-data-steps"
-        )
+        raise ValueError(f"--num-stages {args.num_stages} must be at most 13 with default --decoder-data-steps (5% per refit)")
 
 
 def save_checkpoint(path: str, args: Args, networks: dict):
@@ -777,14 +757,7 @@ if __name__ == "__main__":
         args, resumed = load_training_state(args) if args.resume else (args, None)
         gym_id = resolve_env_id(args.env_id)
         steps_per_iteration = args.num_envs * args.action_repeat  # env steps of one vector step
-        stage_iterations, decoder_data_steps, fits = plan_stages(args.total_timesteps, args)
-        if not fits:
-            raise ValueError(
-                f"--total-timesteps {args.total_timesteps} leaves stages of "
-                f"{(stage_iterations * steps_per_iteration).tolist()} env steps once each refit's {decoder_data_steps} "
-                f"decoder-data steps are taken out; stage 0 must exceed --learning-starts {args.learning_starts} and every "
-                f"stage needs a step: it must be at least {min_total_timesteps(args)}"
-            )
+        stage_iterations, decoder_data_steps = plan_stages(args.total_timesteps, args)
         args.decoder_data_steps, args.num_iterations = decoder_data_steps, int(stage_iterations.sum())
         envs = make_vector_env(gym_id, args.num_envs, args.seed, action_repeat=args.action_repeat)
         run_name = resumed["run_name"] if resumed else f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"

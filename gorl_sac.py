@@ -136,9 +136,6 @@ class Args:
     """the number of vector env steps (computed in runtime)"""
 
 
-PAPER_TASKS = ("HopperStand", "CheetahRun", "FingerSpin", "FingerTurnHard", "FishSwim", "WalkerWalk", "BallInCup")
-
-
 def resolve_env_id(env_id: str) -> str:
     """The gymnasium id of a DM Control task named in CamelCase (hopper/stand: HopperStand); gymnasium ids (dm_control/*-v0
     included) pass through, and "module:Env-v0" ids import the module that registers Env-v0 (tests.envs:Clock-v0)."""
@@ -161,10 +158,8 @@ def resolve_env_id(env_id: str) -> str:
         return tasks.get(env_id, env_id)
     close = difflib.get_close_matches(env_id, list(tasks) + list(gym.registry), n=3)
     hint = f"did you mean {' or '.join(close)}? " if close else ""
-    raise ValueError(
-        f"unknown env id {env_id!r}; {hint}valid: a DM Control task such as {', '.join(PAPER_TASKS)} (any suite task in "
-        "CamelCase), a dm_control/<domain>-<task>-v0 id, or a registered gymnasium id with a Box action space"
-    )
+    valid = "a DM Control task in CamelCase (HopperStand, WalkerWalk, ...), a dm_control/<domain>-<task>-v0 or gymnasium id"
+    raise ValueError(f"unknown env id {env_id!r}; {hint}valid: {valid}")
 
 
 class ActionRepeat(gym.Wrapper):
@@ -185,8 +180,7 @@ class ActionRepeat(gym.Wrapper):
 
 
 def recorded_env(env_id: str, video_folder: str) -> gym.Env:
-    """env_id drawing RGB frames for gymnasium's RecordVideo, which records when evaluate() starts it (--capture-video).
-    DM Control: camera 0, which follows the agent, in real time (shimmy's render_fps is 1000 dt instead of 1 / dt)."""
+    """env_id drawing RGB frames (DM Control: camera 0, which follows the agent) for a RecordVideo that evaluate() starts."""
     dm_control = env_id.startswith("dm_control/")
     with warnings.catch_warnings(action="ignore"):  # of a missing render mode (the error says it), of a shared folder
         try:  # an env that cannot draw frames stops the run here, in one line
@@ -195,7 +189,7 @@ def recorded_env(env_id: str, video_folder: str) -> gym.Env:
             env.render()
         except Exception as err:
             raise ValueError(f"--capture-video cannot render {env_id}: {err}") from None
-        fps = round(1 / env.unwrapped.dt) if dm_control else None
+        fps = round(1 / env.unwrapped.dt) if dm_control else None  # real time: shimmy's render_fps is 1000 dt, not 1 / dt
         return gym.wrappers.RecordVideo(env, video_folder, episode_trigger=lambda _: False, fps=fps)
 
 
@@ -216,11 +210,8 @@ def make_env(env_id: str, seed: int, action_repeat: int = 1, video_folder: Optio
     return thunk
 
 
-def make_vector_env(
-    env_id: str, num_envs: int, seed: int, action_repeat: int = 1, video_folder=None, videos=1
-) -> gym.vector.VectorEnv:
-    """num_envs copies of env_id in this process, checked to have a bounded Box action space, recording raw episode returns;
-    with a video_folder, the first `videos` of them can record video."""
+def make_vector_env(env_id: str, num_envs: int, seed: int, action_repeat: int = 1, video_folder=None, videos=1):
+    """num_envs copies of env_id in this process, recording raw episode returns; the first `videos` can record video."""
     env_fns = [make_env(env_id, seed + i, action_repeat, video_folder if i < videos else None) for i in range(num_envs)]
     # SAME_STEP autoreset: an env that finishes is reset within the same step, and its true last observation comes
     # back in infos["final_obs"], which the critic needs to bootstrap through time-limit truncations.
@@ -228,10 +219,7 @@ def make_vector_env(
     space = envs.single_action_space
     if not isinstance(space, gym.spaces.Box) or not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
         envs.close()
-        raise ValueError(
-            f"{env_id} has action space {space}; these scripts need a continuous gymnasium.spaces.Box action space "
-            "with finite bounds (e.g. HopperStand, Pendulum-v1, Hopper-v5)"
-        )
+        raise ValueError(f"{env_id} has action space {space}; valid: a gymnasium Box with finite bounds (e.g. HopperStand)")
     return gym.wrappers.vector.RecordEpisodeStatistics(envs)
 
 
@@ -370,8 +358,7 @@ class SoftQNetwork(nn.Module):
         # extrapolated there and the actor followed: benchmark/results/sac_critic_tanh.md); in stage 0, Gaussian SAC's input
         x = torch.cat([obs, torch.tanh(actions)], -1).expand(len(self.weights[0]), -1, -1)  # the same input for all
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
-            if detach_params:
-                weight, bias = weight.detach(), bias.detach()
+            weight, bias = (weight.detach(), bias.detach()) if detach_params else (weight, bias)
             if i < len(self.weights) - 1:
                 x = F.relu(torch.baddbmm(bias, x, weight))  # (critics, batch, hidden)
             else:  # the width-1 output layer as a product and a sum: a matrix-vector bmm is slow on CPU, its backward more so
@@ -409,17 +396,14 @@ class Actor(nn.Module):
 
 
 class ReplayBuffer:
-    """Transitions in preallocated float32 numpy arrays, a ring that overwrites the oldest once full; a sample is
-    numpy fancy indexing wrapped by torch.from_numpy, so no tensor is built per stored step."""
+    """Transitions in preallocated float32 numpy arrays, a ring overwriting the oldest: no tensor is built per stored step."""
 
     def __init__(self, size: int, obs_dim: int, action_dim: int, seed: int, device: torch.device = torch.device("cpu")):
         self.size, self.pos, self.count, self.device = size, 0, 0, device
-        self.obs = np.zeros((size, obs_dim), dtype=np.float32)
-        self.next_obs = np.zeros((size, obs_dim), dtype=np.float32)
+        self.obs, self.next_obs = np.zeros((2, size, obs_dim), dtype=np.float32)
         self.actions = np.zeros((size, action_dim), dtype=np.float32)
         self.pre_squash_actions = np.zeros((size, action_dim), dtype=np.float32)  # to relabel when the decoder changes
-        self.rewards = np.zeros(size, dtype=np.float32)
-        self.terminations = np.zeros(size, dtype=np.float32)
+        self.rewards, self.terminations = np.zeros((2, size), dtype=np.float32)
         self.rng = np.random.default_rng(seed)
 
     def add(self, obs, next_obs, actions, rewards, terminations, pre_squash_actions):
@@ -439,9 +423,8 @@ class ReplayBuffer:
 
 
 def real_next_obs(next_obs: np.ndarray, terminations: np.ndarray, truncations: np.ndarray, infos: dict) -> np.ndarray:
-    """The observation each transition really led to. With SAME_STEP autoreset an env whose episode ended returns
-    the next episode's first observation; its true last one is in infos["final_obs"]. The critic bootstraps from it
-    after a truncation (a time limit is not a terminal state); after a termination it is masked out anyway."""
+    """The observation each transition led to: with SAME_STEP autoreset a finished env returns the next episode's first, its
+    true last one is in infos["final_obs"], the critic's bootstrap after a truncation (a time limit is no terminal state)."""
     ended = terminations | truncations
     if not ended.any():
         return next_obs
@@ -473,21 +456,17 @@ def update_critics(qf: SoftQNetwork, qf_target: SoftQNetwork, q_optimizer, actor
     return q_values.detach(), qf_losses.detach(), qf_loss.detach()
 
 
-def q_range_warning(critic_means: list, rewards: np.ndarray, soft_bonus: float, gamma: float) -> Optional[str]:
-    """A warning line when a critic's mean Q leaves the range a soft value can take, None inside it. Every step adds a
-    reward within those seen so far plus gamma * soft_bonus (the policy's term of the soft target, its batch mean at the
-    current alpha), so a true value lies in [lowest, highest] of that sum over 1 - gamma. The margin (10% of that range
-    plus 10% of 1 / (1 - gamma)) keeps noise quiet while all rewards are still zero."""
+def q_range_warning(q_values: torch.Tensor, rewards: np.ndarray, soft_bonus: float, gamma: float) -> Optional[str]:
+    """A warning line when a critic's batch-mean Q leaves the range a soft value can take, None inside it. Every step adds a
+    reward seen so far plus gamma * soft_bonus (the policy's term of the soft target, its batch mean), so a true value lies
+    in that sum's [lowest, highest] over 1 - gamma. The margin, 10% of that plus of 1 / (1 - gamma), is quiet at 0 rewards."""
     low = (rewards.min() + min(0.0, gamma * soft_bonus)) / (1.0 - gamma)
     high = (rewards.max() + max(0.0, gamma * soft_bonus)) / (1.0 - gamma)
     margin = 0.1 * (high - low + 1.0 / (1.0 - gamma))
-    outside = [q for q in critic_means if not low - margin <= q <= high + margin]
-    if not outside:
-        return None
-    return (
-        f"a critic's mean Q, {outside[0]:.1f}, is outside [{low:.1f}, {high:.1f}], the range that rewards in "
-        f"[{rewards.min():.2f}, {rewards.max():.2f}] and gamma {gamma} allow: the critic is diverging"
-    )
+    outside = [q for q in q_values.mean(1).tolist() if not low - margin <= q <= high + margin]
+    rewards = f"[{rewards.min():.2f}, {rewards.max():.2f}]"
+    allowed = f"[{low:.1f}, {high:.1f}], the range that rewards in {rewards} and gamma {gamma} allow: the critic is diverging"
+    return f"a critic's mean Q, {outside[0]:.1f}, is outside {allowed}" if outside else None
 
 
 @torch.no_grad()
@@ -497,25 +476,17 @@ def soft_update(target_params: list, params: list, tau: float):
     torch._foreach_add_(target_params, params, alpha=tau)
 
 
-def log_episodes(writer: SummaryWriter, infos: dict, global_step: int) -> list:
-    """Log the raw return and length of every episode that ended in this vector step; returns the returns."""
-    if "episode" not in infos:
-        return []
-    finished = np.flatnonzero(infos["_episode"])
-    for i in finished:
-        writer.add_scalar("charts/episodic_return", infos["episode"]["r"][i], global_step)
-        writer.add_scalar("charts/episodic_length", infos["episode"]["l"][i], global_step)
-    return [float(infos["episode"]["r"][i]) for i in finished]
-
-
 def step_envs(envs: gym.vector.VectorEnv, rb: ReplayBuffer, writer: SummaryWriter, obs, z, actions, global_step: int):
-    """One vector step with the pre-squash actions z, rescaled to the bounds. The transitions join the replay buffer with the
-    actions the critics take, the true last observation of a finished episode, and terminations as the only done flag (a
-    time limit is not a terminal state). Returns the next observations and the finished episodes' returns."""
+    """One vector step with the pre-squash actions z, rescaled to the bounds, stored with the actions the critics take; returns
+    the next observations and the finished episodes' returns."""
     space = envs.single_action_space
     next_obs, rewards, terminations, truncations, infos = envs.step(squash_to_bounds(z, space.low, space.high))
     rb.add(obs, real_next_obs(next_obs, terminations, truncations, infos), actions, rewards, terminations, z)
-    return next_obs, log_episodes(writer, infos, global_step)
+    finished = np.flatnonzero(infos["_episode"]) if "episode" in infos else []
+    for i in finished:  # the raw return and length of every episode that ended in this vector step
+        writer.add_scalar("charts/episodic_return", infos["episode"]["r"][i], global_step)
+        writer.add_scalar("charts/episodic_length", infos["episode"]["l"][i], global_step)
+    return next_obs, [float(infos["episode"]["r"][i]) for i in finished]
 
 
 @torch.no_grad()
@@ -592,8 +563,7 @@ def plan_stages(total_timesteps: int, args: Args) -> tuple:
 
 
 def log_video(writer: SummaryWriter, video_folder: Optional[str], global_step: int, track: bool):
-    """--capture-video: the path of the episode that evaluate() recorded at global_step in TensorBoard, and with --track the
-    video itself in W&B."""
+    """--capture-video: log the path of the episode evaluate() recorded at global_step; --track: the video itself to W&B."""
     if video_folder:
         path = f"{video_folder}/step-{global_step}-episode-0.mp4"
         writer.add_text("eval/video", path, global_step)
@@ -625,9 +595,7 @@ def check_args(args: Args):
         if value is not None and not (np.isfinite(value) and INTERVALS[interval](value)):
             raise ValueError(f"--{name.replace('_', '-')} must be a finite number in {interval}, got {value}")
     if args.checkpoint_every < 0:
-        raise ValueError(
-            f"--checkpoint-every must be 0 (no checkpoints) or a number of env steps, got {args.checkpoint_every}"
-        )
+        raise ValueError(f"--checkpoint-every must be 0 (no checkpoints) or a count of env steps, got {args.checkpoint_every}")
     min_data_steps = max(10, args.num_envs) * args.action_repeat
     if args.num_stages > 1 and args.decoder_data_steps is not None and args.decoder_data_steps < min_data_steps:
         needed = f"{min_data_steps} (10 transitions and one per env, of --action-repeat env steps each)"
@@ -678,10 +646,8 @@ def load_checkpoint(path: str, num_episodes: int, video_folder: Optional[str] = 
 
 
 def save_training_state(path: str, run_name: str, args: Args, variables: dict):
-    """Write the loop's variables (networks, optimisers, the envs mid-episode, counters), pickled together so that shared
-    references survive, with the RNG streams and the physics of gymnasium's MuJoCo envs (Hopper-v5, ...), which pickle by
-    re-creating themselves (DM Control's pickle whole). Atomic: a temporary file is renamed over path once complete, so an
-    interruption leaves the previous checkpoint. gzip: DM Control envs pickle their MuJoCo model and arena."""
+    """Write the loop's variables, pickled together so that shared references survive, the RNG streams, and the physics of
+    gymnasium's MuJoCo envs (Hopper-v5, ...), which pickle by re-creating themselves (DM Control's pickle whole)."""
     spec, physics = mujoco.mjtState.mjSTATE_INTEGRATION, []  # per env: (its physics, its RNG), or None
     for env in (env.unwrapped for env in variables["envs"].unwrapped.envs):
         physics.append((np.empty(mujoco.mj_stateSize(env.model, spec)), env.np_random) if isinstance(env, MujocoEnv) else None)
@@ -689,14 +655,13 @@ def save_training_state(path: str, run_name: str, args: Args, variables: dict):
             mujoco.mj_getState(env.model, env.data, physics[-1][0], spec)
     state = {"script": os.path.basename(__file__), "run_name": run_name, "args": vars(args), "variables": variables}
     state |= {"mujoco": physics, "rng": (random.getstate(), np.random.get_state(), torch.get_rng_state())}
-    with gzip.open(f"{path}.tmp", "wb", compresslevel=1) as f:
+    with gzip.open(f"{path}.tmp", "wb", compresslevel=1) as f:  # gzip: DM Control envs pickle their MuJoCo model and arena
         cloudpickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)  # cloudpickle: gymnasium's wrappers hold lambdas
-    os.replace(f"{path}.tmp", path)
+    os.replace(f"{path}.tmp", path)  # atomic: an interruption leaves the previous checkpoint
 
 
 def load_training_state(args: Args) -> tuple:
-    """(args, state) of the run that the checkpoint args.resume continues with its own flags, so other flags are refused;
-    the checkpoint must be this script's. restore_training_state puts the state back."""
+    """(args, state) of the run that args.resume (saved by this script) continues with its own flags; others are refused."""
     path, script = args.resume, os.path.basename(__file__)
     try:
         with gzip.open(path, "rb") as f:
@@ -712,21 +677,8 @@ def load_training_state(args: Args) -> tuple:
     return Args(**{**saved_run_args(state["args"], f"--resume {path}"), "resume": path}), state
 
 
-def restore_training_state(state: dict) -> dict:
-    """Put the RNG streams and gymnasium MuJoCo envs' physics back as they were saved; returns the loop's variables."""
-    for env, saved in zip(state["variables"]["envs"].unwrapped.envs, state["mujoco"]):
-        if saved is not None:
-            physics, env.unwrapped.np_random = saved
-            mujoco.mj_setState(env.unwrapped.model, env.unwrapped.data, physics, mujoco.mjtState.mjSTATE_INTEGRATION)
-            mujoco.mj_forward(env.unwrapped.model, env.unwrapped.data)
-    for set_state, saved in zip((random.setstate, np.random.set_state, torch.set_rng_state), state["rng"]):
-        set_state(saved)
-    return state["variables"]
-
-
 def stop_requests() -> list:
-    """Note Ctrl-C, SIGTERM (Slurm's preemption) and SIGUSR1 (Slurm's warning) in the returned list, for the loop to
-    checkpoint and stop at its next iteration; a second Ctrl-C stops at once."""
+    """Ctrl-C, SIGTERM (Slurm's preemption), SIGUSR1 (its warning): the loop checkpoints and stops; 2 Ctrl-C: at once."""
     requests = []
 
     def request_stop(signum, frame):
@@ -745,14 +697,12 @@ if __name__ == "__main__":
         check_args(args)
         if args.eval_checkpoint:  # --capture-video: every episode, to videos/{the checkpoint's run name}/
             torch.set_num_threads(args.torch_threads)  # as training does: more threads only spin on these small nets
-            video_folder = f"videos/{os.path.basename(os.path.dirname(os.path.abspath(args.eval_checkpoint)))}"
-            video_folder = video_folder if args.capture_video else None
+            video_folder = f"videos/{os.path.abspath(args.eval_checkpoint).split(os.sep)[-2]}" if args.capture_video else None
             saved_args, actor, decoder, eval_envs = load_checkpoint(args.eval_checkpoint, args.eval_episodes, video_folder)
             returns = evaluate(actor, decoder, eval_envs, seed=saved_args.seed + 10_000, video="checkpoint")
-            print(
-                f"{saved_args.env_id}: deterministic return {returns.mean():.2f} +- {returns.std():.2f} over {len(returns)} episodes"
-                + (f"; videos: {video_folder}/checkpoint-episode-*.mp4" if video_folder else "")
-            )
+            stats = f"{returns.mean():.2f} +- {returns.std():.2f} over {len(returns)} episodes"
+            videos = f"; videos: {video_folder}/checkpoint-episode-*.mp4" if video_folder else ""
+            print(f"{saved_args.env_id}: deterministic return {stats}{videos}")
             sys.exit(0)
         args, resumed = load_training_state(args) if args.resume else (args, None)
         gym_id = resolve_env_id(args.env_id)
@@ -772,12 +722,10 @@ if __name__ == "__main__":
             sys.exit("error: --track logs to Weights & Biases, which is not installed: pip install wandb==0.31.0")
         wandb_args = dict(project=args.wandb_project_name, entity=args.wandb_entity, name=run_name, config=vars(args))
         wandb.init(**wandb_args, sync_tensorboard=True, save_code=True)
-    if resumed:  # the same run directory; TensorBoard drops what the interrupted run logged after the checkpoint
-        run_dir = os.path.dirname(os.path.abspath(args.resume))
-        writer = SummaryWriter(run_dir, purge_step=resumed["variables"]["global_step"] + 1)
-    else:
-        run_dir = f"runs/{run_name}"
-        writer = SummaryWriter(run_dir)
+    # --resume: the same run directory, where TensorBoard drops what the interrupted run logged after the checkpoint
+    run_dir = os.path.dirname(os.path.abspath(args.resume)) if resumed else f"runs/{run_name}"
+    writer = SummaryWriter(run_dir, purge_step=resumed["variables"]["global_step"] + 1 if resumed else None)
+    if not resumed:
         writer.add_text(
             "hyperparameters",
             "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])),
@@ -800,7 +748,7 @@ if __name__ == "__main__":
     q_optimizer = optim.Adam(q_params, lr=args.q_lr, fused=True)  # fused: one kernel per step on CPU
     actor_optimizer = optim.Adam(actor.parameters(), lr=args.policy_lr, fused=True)
 
-    # Automatic tuning of the KL coefficient
+    # Automatic tuning of the temperature alpha
     log_alpha = torch.tensor([float(np.log(args.alpha))], requires_grad=args.autotune, device=device)
     alpha = log_alpha.detach().exp()
     target_kl = args.target_kl * action_dim
@@ -814,12 +762,9 @@ if __name__ == "__main__":
     rb = ReplayBuffer(buffer_size, obs_dim, action_dim, args.seed, device)
 
     # TRY NOT TO MODIFY: start the game
-    global_step = 0
-    num_updates = 0
-    next_eval = next_log = 0
+    global_step = num_updates = next_eval = next_log = 0
     last_eval, last_eval_step = float("nan"), 0
-    q_was_out_of_range = False
-    recent_returns = []
+    q_was_out_of_range, recent_returns = False, []
     next_checkpoint, start_iteration, training_seconds = args.checkpoint_every, 1, 0.0
     obs, _ = envs.reset(seed=args.seed)
     # the training state: every variable of the loop that outlives an iteration (--checkpoint-every, --resume)
@@ -829,7 +774,14 @@ if __name__ == "__main__":
     LOOP_STATE += "training_seconds kl decoder stage".split()
     if resumed:  # every one of them as the checkpoint left it, the envs mid-episode and the RNG streams included
         envs.close()
-        globals().update(restore_training_state(resumed))
+        globals().update(resumed["variables"])
+        for env, saved in zip(envs.unwrapped.envs, resumed["mujoco"]):  # gymnasium MuJoCo envs: physics and RNG
+            if saved is not None:
+                physics, env.unwrapped.np_random = saved
+                mujoco.mj_setState(env.unwrapped.model, env.unwrapped.data, physics, mujoco.mjtState.mjSTATE_INTEGRATION)
+                mujoco.mj_forward(env.unwrapped.model, env.unwrapped.data)
+        for set_state, saved in zip((random.setstate, np.random.set_state, torch.set_rng_state), resumed["rng"]):
+            set_state(saved)
         print(f"resumed {run_name} at step {global_step:,} from {args.resume}", flush=True)
     stop_signals = stop_requests() if args.checkpoint_every else []
     start_time = last_print = time.time() - training_seconds
@@ -844,7 +796,7 @@ if __name__ == "__main__":
             next_eval = (global_step // args.eval_every + 1) * args.eval_every  # the next multiple, after any jump
             start_time += time.time() - eval_start  # SPS measures training only
 
-        # after the evaluation: all that is logged at steps up to global_step precedes the checkpoint (--resume purges the rest)
+        # after the evaluation: what is logged at steps up to global_step precedes the checkpoint (--resume purges the rest)
         if args.checkpoint_every and (global_step >= next_checkpoint or stop_signals):
             next_checkpoint = (global_step // args.checkpoint_every + 1) * args.checkpoint_every
             start_iteration, training_seconds, checkpoint_start = iteration, time.time() - start_time, time.time()
@@ -852,11 +804,8 @@ if __name__ == "__main__":
             save_training_state(state_path, run_name, args, {name: globals().get(name) for name in LOOP_STATE})
             start_time += time.time() - checkpoint_start  # SPS measures training only
             if stop_signals:
-                print(
-                    f"stopped by {signal.Signals(stop_signals[0]).name} at step {global_step:,}; the training state is saved: "
-                    f"continue with python {os.path.basename(__file__)} --resume {state_path}",
-                    flush=True,
-                )
+                saved = f"the training state is saved: continue with python {os.path.basename(__file__)} --resume {state_path}"
+                print(f"stopped by {signal.Signals(stop_signals[0]).name} at step {global_step:,}; {saved}", flush=True)
                 writer.close()
                 sys.exit(128 + stop_signals[0])
 
@@ -903,25 +852,16 @@ if __name__ == "__main__":
 
             if global_step >= next_log and num_updates >= args.policy_frequency:
                 next_log = (global_step // args.log_every + 1) * args.log_every
-                if not (torch.isfinite(qf_loss) and torch.isfinite(actor_loss)):
-                    sys.exit(
-                        f"error: non-finite loss (critic {qf_loss.item()}, actor {actor_loss.item()}) at step {global_step}; "
-                        "stopping before the run writes garbage"
-                    )
+                if not (torch.isfinite(qf_loss) and torch.isfinite(actor_loss)):  # stop before the run writes garbage
+                    sys.exit(f"error: non-finite loss (critic {qf_loss:g}, actor {actor_loss:g}) at step {global_step}")
                 sps = int(global_step / (time.time() - start_time))
-                writer.add_scalar("losses/qf1_values", q_values[0].mean().item(), global_step)
-                writer.add_scalar("losses/qf1_loss", qf_losses[0].item(), global_step)
-                writer.add_scalar("losses/qf2_loss", qf_losses[1].item(), global_step)
-                writer.add_scalar("losses/qf_loss", qf_loss.item() / 2.0, global_step)
-                writer.add_scalar("losses/actor_loss", actor_loss.item(), global_step)
-                writer.add_scalar("losses/alpha", alpha.item(), global_step)
-                writer.add_scalar("losses/alpha_loss", alpha_loss.item(), global_step)
-                writer.add_scalar("losses/latent_kl", kl.mean().item(), global_step)
+                losses = dict(qf1_values=q_values[0].mean(), qf1_loss=qf_losses[0], qf2_loss=qf_losses[1], qf_loss=qf_loss / 2)
+                losses |= dict(actor_loss=actor_loss, alpha=alpha, alpha_loss=alpha_loss, latent_kl=kl.mean())
+                for name, value in losses.items():
+                    writer.add_scalar(f"losses/{name}", value.item(), global_step)
                 writer.add_scalar("charts/stage", stage, global_step)
                 writer.add_scalar("charts/SPS", sps, global_step)
-                q_warning = q_range_warning(
-                    q_values.mean(1).tolist(), rb.rewards[: rb.count], -(alpha * kl).mean().item(), args.gamma
-                )
+                q_warning = q_range_warning(q_values, rb.rewards[: rb.count], -(alpha * kl).mean().item(), args.gamma)
                 writer.add_scalar("charts/q_out_of_range", float(q_warning is not None), global_step)
                 if q_warning and not q_was_out_of_range:  # one line when it leaves the range, not one per log
                     print(f"warning at step {global_step:,}: {q_warning}", flush=True)
@@ -930,8 +870,8 @@ if __name__ == "__main__":
                     last_print = time.time()
                     recent = f"{np.mean(recent_returns):8.1f}" if recent_returns else "     n/a"
                     print(
-                        f"step {global_step:>10,}/{args.total_timesteps:,} | stage {stage} | SPS {sps:5d} | episodic return {recent} | "
-                        f"eval {last_eval:8.1f} (step {last_eval_step:,}) | critic loss {qf_loss.item():.3f}",
+                        f"step {global_step:>10,}/{args.total_timesteps:,} | stage {stage} | SPS {sps:5d} | episodic return "
+                        f"{recent} | eval {last_eval:8.1f} (step {last_eval_step:,}) | critic loss {qf_loss.item():.3f}",
                         flush=True,
                     )
                     recent_returns = []
@@ -989,20 +929,16 @@ if __name__ == "__main__":
             )
             stage += 1
 
-    writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
+    training_seconds = time.time() - start_time
+    writer.add_scalar("charts/SPS", int(global_step / training_seconds), global_step)
     last_eval = evaluate(actor, decoder, eval_envs, seed=args.seed + 10_000, video=f"step-{global_step}").mean()
     writer.add_scalar("eval/episodic_return", last_eval, global_step)
     log_video(writer, video_folder, global_step, args.track)
-    print(
-        f"final deterministic eval return {last_eval:.2f} after {global_step:,} steps "
-        f"({time.time() - start_time:.0f} s of training)"
-    )
+    print(f"final deterministic eval return {last_eval:.2f} after {global_step:,} steps, {training_seconds:.0f} s of training")
     if args.save_model:
         model_path = f"{run_dir}/{args.exp_name}.pt"
         save_checkpoint(model_path, args, {"actor": actor, "qf": qf, "decoder": decoder})
-        print(
-            f"model saved to {model_path}; evaluate it with: python {os.path.basename(__file__)} --eval-checkpoint {model_path}"
-        )
+        print(f"model saved; evaluate it with: python {os.path.basename(__file__)} --eval-checkpoint {model_path}")
     if os.path.exists(f"{run_dir}/training_state.pt"):  # the run is complete: nothing is left to resume
         os.remove(f"{run_dir}/training_state.pt")
 

@@ -116,7 +116,7 @@ def test_resume_refuses_files_that_are_no_training_state(tmp_path):
     result = run_script("gorl_ppo.py", "--resume", str(not_a_checkpoint), cwd=tmp_path)
     check_one_line_error(result, f"error: --resume {not_a_checkpoint} cannot be read as a training-state checkpoint")
     result = run_script("gaussian_sac.py", "--checkpoint-every", "-5", cwd=tmp_path)
-    check_one_line_error(result, "error: --checkpoint-every must be 0 (no checkpoints) or a number of env steps, got -5")
+    check_one_line_error(result, "error: --checkpoint-every must be 0 (no checkpoints) or a count of env steps, got -5")
 
 
 @pytest.mark.parametrize("script", ["gaussian_ppo", "gorl_ppo"])

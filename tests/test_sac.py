@@ -45,11 +45,10 @@ def test_entropy_soft_target_matches_hand_computation():
 def test_kl_soft_target_matches_hand_computation():
     rewards, terminations = torch.tensor([1.0, 2.0, -0.5]), torch.tensor([0.0, 1.0, 0.0])
     next_q = torch.tensor([[3.0, 5.0, -1.0], [4.0, 1.0, -2.0]])
-    # KL(N(mu, sigma) || N(0, 1)) = 0.5 (mu^2 + sigma^2 - 1) - log sigma per dimension, summed
-    mean = torch.tensor([[1.0, 0.0], [0.0, 0.0], [2.0, -1.0]])
-    logstd = torch.tensor([[0.0, np.log(0.5)], [0.0, 0.0], [np.log(2.0), 0.0]], dtype=torch.float32)
+    # KL(N(mu, sigma) || N(0, 1)) = 0.5 (mu^2 + sigma^2 - 1) - log sigma per dimension, summed (the actor's KL is checked
+    # against torch.distributions below), at mu = (1, 0), (0, 0), (2, -1) and sigma = (1, 0.5), (1, 1), (2, 1)
     kl_hand = [0.5 + (0.5 * (0.25 - 1) - np.log(0.5)), 0.0, (0.5 * (4 + 4 - 1) - np.log(2.0)) + 0.5]
-    next_kl = torch.tensor(kl_hand, dtype=torch.float32)  # the actor's KL is checked against torch.distributions below
+    next_kl = torch.tensor(kl_hand, dtype=torch.float32)
     got = gorl_sac.soft_q_target(rewards, terminations, next_q, next_kl, alpha=0.2, gamma=0.9)
     expected = torch.tensor(
         [1.0 + 0.9 * (3.0 - 0.2 * kl_hand[0]), 2.0, -0.5 + 0.9 * (-2.0 - 0.2 * kl_hand[2])], dtype=torch.float32
@@ -137,13 +136,14 @@ def test_gorl_critic_sees_latents_through_tanh():
 @pytest.mark.parametrize("module", [gaussian_sac, gorl_sac])
 def test_q_range_warning_names_a_critic_outside_what_rewards_allow(module):
     rewards = np.array([0.0, 0.4, 1.0], dtype=np.float32)  # gamma 0.99: values in [0, 100], margin 0.1 (100 + 100)
-    assert module.q_range_warning([55.0, 119.0], rewards, soft_bonus=0.0, gamma=0.99) is None
-    warning = module.q_range_warning([55.0, 367.0], rewards, soft_bonus=0.0, gamma=0.99)
+    q_values = lambda means: torch.tensor(means)[:, None] + torch.tensor([-1.0, 1.0])  # noqa: E731 (critics, batch)
+    assert module.q_range_warning(q_values([55.0, 119.0]), rewards, soft_bonus=0.0, gamma=0.99) is None
+    warning = module.q_range_warning(q_values([55.0, 367.0]), rewards, soft_bonus=0.0, gamma=0.99)
     assert warning.startswith("a critic's mean Q, 367.0, is outside [0.0, 100.0]"), warning
-    assert module.q_range_warning([-21.0, 5.0], rewards, soft_bonus=0.0, gamma=0.99) is not None
+    assert module.q_range_warning(q_values([-21.0, 5.0]), rewards, soft_bonus=0.0, gamma=0.99) is not None
     # a soft bonus widens the range on its side: +0.5 a step (an entropy bonus) allows values up to 149.5
-    assert module.q_range_warning([140.0, 140.0], rewards, soft_bonus=0.5, gamma=0.99) is None
-    assert module.q_range_warning([-60.0, -60.0], rewards, soft_bonus=-0.5, gamma=0.99) is None
+    assert module.q_range_warning(q_values([140.0, 140.0]), rewards, soft_bonus=0.5, gamma=0.99) is None
+    assert module.q_range_warning(q_values([-60.0, -60.0]), rewards, soft_bonus=-0.5, gamma=0.99) is None
 
 
 @pytest.mark.parametrize("module", [gaussian_sac, gorl_sac])
@@ -302,7 +302,11 @@ def test_relabelled_latents_decode_back_to_the_stored_actions():
     "script, flags, message",
     [
         ("gaussian_sac.py", ["--env-id", "NoSuchTask"], "error: unknown env id 'NoSuchTask'"),
-        ("gaussian_sac.py", ["--env-id", "Pendulum-v1", "--total-timesteps", "100"], "error: --total-timesteps 100 leaves"),
+        (
+            "gaussian_sac.py",
+            ["--env-id", "Pendulum-v1", "--total-timesteps", "100"],
+            "error: --total-timesteps 100 must be at least 5001, past --learning-starts",
+        ),
         ("gorl_sac.py", ["--env-id", "CartPole-v1"], "error: CartPole-v1 has action space Discrete(2)"),
         (
             "gorl_sac.py",

@@ -3,7 +3,8 @@
 
 The policy is a state-conditioned Gaussian over z, the pre-squash action; the env action is rescale(tanh(z)) to the
 env's Box bounds, the critics see the squashed action a = tanh(z), and the temperature alpha is tuned toward a target
-entropy. `diff gaussian_sac.py gorl_sac.py` shows what GoRL adds.
+entropy.
+`diff gaussian_sac.py gorl_sac.py` shows what GoRL adds.
 """
 
 import copy
@@ -357,7 +358,8 @@ def evaluate(agent: Actor, envs: gym.vector.VectorEnv, seed: int, video: str = "
     returns = np.zeros(envs.num_envs)
     running = np.ones(envs.num_envs, dtype=bool)
     while running.any():
-        z = agent.get_mean(torch.from_numpy(obs).to(device))
+        obs_tensor = torch.from_numpy(obs).to(device)
+        z = agent.get_mean(obs_tensor)
         obs, reward, terminations, truncations, _ = envs.step(squash_to_bounds(z.cpu().numpy(), low, high))
         returns += reward * running
         running &= ~(terminations | truncations)

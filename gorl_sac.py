@@ -434,8 +434,8 @@ def real_next_obs(next_obs: np.ndarray, terminations: np.ndarray, truncations: n
 
 
 def soft_q_target(rewards, terminations, next_q_values, next_kl, alpha, gamma: float) -> torch.Tensor:
-    """Soft Bellman target r + gamma (1 - terminated) (min_k Q'_k(s', eps') - alpha KL(pi(.|s') || N(0, I))), eps' ~ pi(.|s'):
-    the KL to the prior replaces SAC's log pi. Only terminations cut the bootstrap, not truncations."""
+    """Soft Bellman target r + gamma (1 - terminated) (min_k Q'_k(s', eps') - alpha KL(pi(.|s') || N(0, I))), eps' ~ pi(.|s').
+    Only terminations cut the bootstrap: truncated transitions bootstrap from their true last observation."""
     return rewards + gamma * (1.0 - terminations) * (next_q_values.min(0).values - alpha * next_kl)
 
 
@@ -895,8 +895,6 @@ if __name__ == "__main__":
             train_loss, val_loss, held_out = fit_decoder(decoder, data_obs, data_actions.clamp(-3.0, 3.0), *fit)
             if not np.isfinite(val_loss):
                 sys.exit(f"error: decoder refit diverged (train loss {train_loss}) at step {global_step}; stopping the run")
-            writer.add_scalar("losses/decoder_train", train_loss, global_step)
-            writer.add_scalar("losses/decoder_val", val_loss, global_step)
 
             # Stage transition by relabelling: every stored transition keeps its pre-squash action x0 and gets the new
             # decoder's inverse at x0 as its latent (the critics and the buffer spoke the old decoder's), so no warm-up is
@@ -908,13 +906,14 @@ if __name__ == "__main__":
             check = slice(0, rb.count, max(1, rb.count // 4096))  # round trip on ~4096 transitions: decoding gives back x0?
             with torch.no_grad():
                 round_trip = (decoder(stored_obs[check], latents[check]) - stored_x0[check]).abs()
-            writer.add_scalar("losses/relabel_error", round_trip.mean().item(), global_step)
 
             # the next stage starts from pi_theta = N(0, I): the composed policy is the distribution just learned
             actor.reset_to_prior()
             report = refit_report(old_policy, (actor, decoder), data_obs[held_out[:1024]], eval_envs, args.seed + 10_000)
-            for name, value in report.items():
-                writer.add_scalar(f"refit/{name}", value, global_step)
+            losses = dict(decoder_train=train_loss, decoder_val=val_loss, relabel_error=round_trip.mean().item())
+            for prefix, scalars in (("losses", losses), ("refit", report)):
+                for name, value in scalars.items():
+                    writer.add_scalar(f"{prefix}/{name}", value, global_step)
             actor_optimizer = optim.Adam(actor.parameters(), lr=args.policy_lr, fused=True)
             for _ in range(args.critic_refresh_steps):
                 batch = rb.sample(args.batch_size)
@@ -923,10 +922,9 @@ if __name__ == "__main__":
             print(
                 f"stage {stage} done: decoder refit on {len(data_obs):,} (s, a) pairs, train loss {train_loss:.4f}, val loss "
                 f"{val_loss:.4f}; {rb.count:,} transitions relabelled (round-trip error mean {round_trip.mean():.4f}, max "
-                f"{round_trip.max():.4f}), {args.critic_refresh_steps:,} critic refresh steps "
-                f"({time.time() - refit_start:.0f} s)\nrefit check: {refit_summary(report)}",
-                flush=True,
+                f"{round_trip.max():.4f}), {args.critic_refresh_steps:,} critic refreshes, {time.time() - refit_start:.0f} s"
             )
+            print(f"refit check: {refit_summary(report)}", flush=True)
             stage += 1
 
     training_seconds = time.time() - start_time

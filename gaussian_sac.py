@@ -188,8 +188,7 @@ def make_env(env_id: str, seed: int, action_repeat: int = 1, video_folder: Optio
 def make_vector_env(env_id: str, num_envs: int, seed: int, action_repeat: int = 1, video_folder=None, videos=1):
     """num_envs copies of env_id in this process, recording raw episode returns; the first `videos` can record video."""
     env_fns = [make_env(env_id, seed + i, action_repeat, video_folder if i < videos else None) for i in range(num_envs)]
-    # SAME_STEP autoreset: an env that finishes is reset within the same step, and its true last observation comes
-    # back in infos["final_obs"], which the critic needs to bootstrap through time-limit truncations.
+    # SAME_STEP autoreset: a finished env resets within the step; its true last observation is in infos["final_obs"]
     envs = gym.vector.SyncVectorEnv(env_fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     space = envs.single_action_space
     if not isinstance(space, gym.spaces.Box) or not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
@@ -284,10 +283,9 @@ def real_next_obs(next_obs: np.ndarray, terminations: np.ndarray, truncations: n
     """The observation each transition led to: with SAME_STEP autoreset a finished env returns the next episode's first, its
     true last one is in infos["final_obs"], the critic's bootstrap after a truncation (a time limit is no terminal state)."""
     ended = terminations | truncations
-    if not ended.any():
-        return next_obs
-    next_obs = next_obs.copy()
-    next_obs[ended] = np.stack(infos["final_obs"][ended])
+    if ended.any():  # on a copy: the array is the vector env's
+        next_obs = next_obs.copy()
+        next_obs[ended] = np.stack(infos["final_obs"][ended])
     return next_obs
 
 
@@ -355,8 +353,7 @@ def evaluate(agent: Actor, envs: gym.vector.VectorEnv, seed: int, video: str = "
     for i, env in enumerate(envs.unwrapped.envs if video else []):  # the envs with a RecordVideo (--capture-video) record
         if env.has_wrapper_attr("start_recording"):  # this episode, a frame per env step; the autoreset at its end writes it
             env.get_wrapper_attr("start_recording")(f"{video}-episode-{i}")
-    returns = np.zeros(envs.num_envs)
-    running = np.ones(envs.num_envs, dtype=bool)
+    returns, running = np.zeros(envs.num_envs), np.ones(envs.num_envs, dtype=bool)
     while running.any():
         obs_tensor = torch.from_numpy(obs).to(device)
         z = agent.get_mean(obs_tensor)

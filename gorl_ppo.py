@@ -154,9 +154,6 @@ class Args:
     """refit a freshly initialised decoder at each stage end (both official releases) instead of warm-starting it"""
 
 
-PAPER_TASKS = ("HopperStand", "CheetahRun", "FingerSpin", "FingerTurnHard", "FishSwim", "WalkerWalk", "BallInCup")
-
-
 def resolve_env_id(env_id: str) -> str:
     """The gymnasium id of a DM Control task named in CamelCase (hopper/stand: HopperStand); gymnasium ids (dm_control/*-v0
     included) pass through, and "module:Env-v0" ids import the module that registers Env-v0 (tests.envs:Clock-v0)."""
@@ -179,15 +176,12 @@ def resolve_env_id(env_id: str) -> str:
         return tasks.get(env_id, env_id)
     close = difflib.get_close_matches(env_id, list(tasks) + list(gym.registry), n=3)
     hint = f"did you mean {' or '.join(close)}? " if close else ""
-    raise ValueError(
-        f"unknown env id {env_id!r}; {hint}valid: a DM Control task such as {', '.join(PAPER_TASKS)} (any suite task in "
-        "CamelCase), a dm_control/<domain>-<task>-v0 id, or a registered gymnasium id with a Box action space"
-    )
+    valid = "a DM Control task in CamelCase (HopperStand, WalkerWalk, ...), a dm_control/<domain>-<task>-v0 or gymnasium id"
+    raise ValueError(f"unknown env id {env_id!r}; {hint}valid: {valid}")
 
 
 def recorded_env(env_id: str, video_folder: str) -> gym.Env:
-    """env_id drawing RGB frames for gymnasium's RecordVideo, which records when evaluate() starts it (--capture-video).
-    DM Control: camera 0, which follows the agent, in real time (shimmy's render_fps is 1000 dt instead of 1 / dt)."""
+    """env_id drawing RGB frames (DM Control: camera 0, which follows the agent) for a RecordVideo that evaluate() starts."""
     dm_control = env_id.startswith("dm_control/")
     with warnings.catch_warnings(action="ignore"):  # of a missing render mode (the error says it), of a shared folder
         try:  # an env that cannot draw frames stops the run here, in one line
@@ -196,7 +190,7 @@ def recorded_env(env_id: str, video_folder: str) -> gym.Env:
             env.render()
         except Exception as err:
             raise ValueError(f"--capture-video cannot render {env_id}: {err}") from None
-        fps = round(1 / env.unwrapped.dt) if dm_control else None
+        fps = round(1 / env.unwrapped.dt) if dm_control else None  # real time: shimmy's render_fps is 1000 dt, not 1 / dt
         return gym.wrappers.RecordVideo(env, video_folder, episode_trigger=lambda _: False, fps=fps)
 
 
@@ -215,20 +209,16 @@ def make_env(env_id: str, seed: int, video_folder: Optional[str] = None):
     return thunk
 
 
-def make_vector_env(
-    env_id: str, num_envs: int, seed: int, asynchronous: bool = False, video_folder=None, videos=1
-) -> gym.vector.VectorEnv:
-    """num_envs copies of env_id, checked to have a bounded Box action space, recording raw episode returns; with a
-    video_folder, the first `videos` of them can record video."""
+def make_vector_env(env_id: str, num_envs: int, seed: int, asynchronous: bool = False, video_folder=None, videos=1):
+    """num_envs copies of env_id, recording raw episode returns; the first `videos` can record video."""
     env_fns = [make_env(env_id, seed + i, video_folder if i < videos else None) for i in range(num_envs)]
     vector_env_class = gym.vector.AsyncVectorEnv if asynchronous else gym.vector.SyncVectorEnv
-    # SAME_STEP autoreset: an env that finishes is reset within the same step, and its true last observation comes
-    # back in infos["final_obs"], which the critic needs to bootstrap through time-limit truncations.
+    # SAME_STEP autoreset: a finished env resets within the step; its true last observation is in infos["final_obs"]
     envs = vector_env_class(env_fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     space = envs.single_action_space
     if not isinstance(space, gym.spaces.Box) or not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
         envs.close()
-        raise ValueError(f"{env_id} has action space {space}; these scripts need a Box action space with finite bounds")
+        raise ValueError(f"{env_id} has action space {space}; valid: a gymnasium Box with finite bounds (e.g. HopperStand)")
     return gym.wrappers.vector.RecordEpisodeStatistics(envs)
 
 
@@ -419,9 +409,8 @@ class Agent(nn.Module):
 
 
 def compute_gae(rewards, values, episode_ends, next_value, gamma: float, gae_lambda: float) -> torch.Tensor:
-    """Generalised advantage estimates of a (num_steps, num_envs) rollout. episode_ends[t] is 1 where the episode ended at
-    step t; a truncated step's reward already holds gamma * V(final observation), so only the bootstrap from the NEXT
-    episode's first state is cut."""
+    """Generalised advantage estimates of a (num_steps, num_envs) rollout; episode_ends[t] = 1 cuts the bootstrap from the
+    NEXT episode's first state (a truncated step's reward already holds gamma * V(final observation))."""
     advantages = torch.zeros_like(rewards)
     lastgaelam = 0.0
     for t in reversed(range(rewards.shape[0])):
@@ -432,17 +421,6 @@ def compute_gae(rewards, values, episode_ends, next_value, gamma: float, gae_lam
     return advantages
 
 
-def log_episodes(writer: SummaryWriter, infos: dict, global_step: int) -> list:
-    """Log the raw return and length of every episode that ended in this vector step; returns the returns."""
-    if "episode" not in infos:
-        return []
-    finished = np.flatnonzero(infos["_episode"])
-    for i in finished:
-        writer.add_scalar("charts/episodic_return", infos["episode"]["r"][i], global_step)
-        writer.add_scalar("charts/episodic_length", infos["episode"]["l"][i], global_step)
-    return [float(infos["episode"]["r"][i]) for i in finished]
-
-
 @torch.no_grad()
 def evaluate(agent: Agent, decoder: FlowDecoder, envs: gym.vector.VectorEnv, seed: int, stochastic=False, video: str = ""):
     """Deterministic evaluation (z = latent mean; stochastic: z sampled): the return of the first episode of each env."""
@@ -451,8 +429,7 @@ def evaluate(agent: Agent, decoder: FlowDecoder, envs: gym.vector.VectorEnv, see
     for i, env in enumerate(envs.unwrapped.envs if video else []):  # the envs with a RecordVideo (--capture-video) record
         if env.has_wrapper_attr("start_recording"):  # this episode, a frame per env step; the autoreset at its end writes it
             env.get_wrapper_attr("start_recording")(f"{video}-episode-{i}")
-    returns = np.zeros(envs.num_envs)
-    running = np.ones(envs.num_envs, dtype=bool)
+    returns, running = np.zeros(envs.num_envs), np.ones(envs.num_envs, dtype=bool)
     while running.any():
         obs_tensor = torch.from_numpy(obs).to(device)
         action = decoder(obs_tensor, agent.get_action_and_value(obs_tensor)[0] if stochastic else agent.get_mean(obs_tensor))
@@ -546,8 +523,7 @@ def min_total_timesteps(args: Args) -> int:
 
 
 def log_video(writer: SummaryWriter, video_folder: Optional[str], global_step: int, track: bool):
-    """--capture-video: the path of the episode that evaluate() recorded at global_step in TensorBoard, and with --track the
-    video itself in W&B."""
+    """--capture-video: log the path of the episode evaluate() recorded at global_step; --track: the video itself to W&B."""
     if video_folder:
         path = f"{video_folder}/step-{global_step}-episode-0.mp4"
         writer.add_text("eval/video", path, global_step)
@@ -578,9 +554,7 @@ def check_args(args: Args):
         if value is not None and not (np.isfinite(value) and INTERVALS[interval](value)):
             raise ValueError(f"--{name.replace('_', '-')} must be a finite number in {interval}, got {value}")
     if args.checkpoint_every < 0:
-        raise ValueError(
-            f"--checkpoint-every must be 0 (no checkpoints) or a number of env steps, got {args.checkpoint_every}"
-        )
+        raise ValueError(f"--checkpoint-every must be 0 (no checkpoints) or a count of env steps, got {args.checkpoint_every}")
     if args.checkpoint_every and args.async_envs:
         raise ValueError("--checkpoint-every pickles the envs mid-episode, which needs them in-process: drop --async-envs")
     if (args.num_envs * args.num_steps) % args.num_minibatches:
@@ -631,7 +605,7 @@ def saved_run_args(saved: dict, source: str) -> dict:
 
 
 def load_checkpoint(path: str, num_episodes: int, video_folder: Optional[str] = None):
-    """Returns (args, agent, decoder, envs): the saved run's args, its networks, and num_episodes envs to evaluate on."""
+    """The saved run's args, the networks its policy acts with, and num_episodes envs to evaluate it on."""
     script = os.path.basename(__file__)
     try:
         checkpoint = torch.load(path, weights_only=False, map_location="cpu")
@@ -652,10 +626,8 @@ def load_checkpoint(path: str, num_episodes: int, video_folder: Optional[str] = 
 
 
 def save_training_state(path: str, run_name: str, args: Args, variables: dict):
-    """Write the loop's variables (networks, optimisers, the envs mid-episode, counters), pickled together so that shared
-    references survive, with the RNG streams and the physics of gymnasium's MuJoCo envs (Hopper-v5, ...), which pickle by
-    re-creating themselves (DM Control's pickle whole). Atomic: a temporary file is renamed over path once complete, so an
-    interruption leaves the previous checkpoint. gzip: DM Control envs pickle their MuJoCo model and arena."""
+    """Write the loop's variables, pickled together so that shared references survive, the RNG streams, and the physics of
+    gymnasium's MuJoCo envs (Hopper-v5, ...), which pickle by re-creating themselves (DM Control's pickle whole)."""
     spec, physics = mujoco.mjtState.mjSTATE_INTEGRATION, []  # per env: (its physics, its RNG), or None
     for env in (env.unwrapped for env in variables["envs"].unwrapped.envs):
         physics.append((np.empty(mujoco.mj_stateSize(env.model, spec)), env.np_random) if isinstance(env, MujocoEnv) else None)
@@ -663,14 +635,13 @@ def save_training_state(path: str, run_name: str, args: Args, variables: dict):
             mujoco.mj_getState(env.model, env.data, physics[-1][0], spec)
     state = {"script": os.path.basename(__file__), "run_name": run_name, "args": vars(args), "variables": variables}
     state |= {"mujoco": physics, "rng": (random.getstate(), np.random.get_state(), torch.get_rng_state())}
-    with gzip.open(f"{path}.tmp", "wb", compresslevel=1) as f:
+    with gzip.open(f"{path}.tmp", "wb", compresslevel=1) as f:  # gzip: DM Control envs pickle their MuJoCo model and arena
         cloudpickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)  # cloudpickle: gymnasium's wrappers hold lambdas
-    os.replace(f"{path}.tmp", path)
+    os.replace(f"{path}.tmp", path)  # atomic: an interruption leaves the previous checkpoint
 
 
 def load_training_state(args: Args) -> tuple:
-    """(args, state) of the run that the checkpoint args.resume continues with its own flags, so other flags are refused;
-    the checkpoint must be this script's. restore_training_state puts the state back."""
+    """(args, state) of the run that args.resume (saved by this script) continues with its own flags; others are refused."""
     path, script = args.resume, os.path.basename(__file__)
     try:
         with gzip.open(path, "rb") as f:
@@ -690,21 +661,8 @@ def load_training_state(args: Args) -> tuple:
     return Args(**{**saved_run_args(state["args"], f"--resume {path}"), "resume": path}), state
 
 
-def restore_training_state(state: dict) -> dict:
-    """Put the RNG streams and gymnasium MuJoCo envs' physics back as they were saved; returns the loop's variables."""
-    for env, saved in zip(state["variables"]["envs"].unwrapped.envs, state["mujoco"]):
-        if saved is not None:
-            physics, env.unwrapped.np_random = saved
-            mujoco.mj_setState(env.unwrapped.model, env.unwrapped.data, physics, mujoco.mjtState.mjSTATE_INTEGRATION)
-            mujoco.mj_forward(env.unwrapped.model, env.unwrapped.data)
-    for set_state, saved in zip((random.setstate, np.random.set_state, torch.set_rng_state), state["rng"]):
-        set_state(saved)
-    return state["variables"]
-
-
 def stop_requests() -> list:
-    """Note Ctrl-C, SIGTERM (Slurm's preemption) and SIGUSR1 (Slurm's warning) in the returned list, for the loop to
-    checkpoint and stop at its next iteration; a second Ctrl-C stops at once."""
+    """Ctrl-C, SIGTERM (Slurm's preemption), SIGUSR1 (its warning): the loop checkpoints and stops; 2 Ctrl-C: at once."""
     requests = []
 
     def request_stop(signum, frame):
@@ -723,14 +681,12 @@ if __name__ == "__main__":
         check_args(args)
         if args.eval_checkpoint:  # --capture-video: every episode, to videos/{the checkpoint's run name}/
             torch.set_num_threads(args.torch_threads)  # as training does: more threads only spin on these small nets
-            video_folder = f"videos/{os.path.basename(os.path.dirname(os.path.abspath(args.eval_checkpoint)))}"
-            video_folder = video_folder if args.capture_video else None
+            video_folder = f"videos/{os.path.abspath(args.eval_checkpoint).split(os.sep)[-2]}" if args.capture_video else None
             saved_args, agent, decoder, eval_envs = load_checkpoint(args.eval_checkpoint, args.eval_episodes, video_folder)
             returns = evaluate(agent, decoder, eval_envs, seed=saved_args.seed + 10_000, video="checkpoint")
-            print(
-                f"{saved_args.env_id}: deterministic return {returns.mean():.2f} +- {returns.std():.2f} over {len(returns)} episodes"
-                + (f"; videos: {video_folder}/checkpoint-episode-*.mp4" if video_folder else "")
-            )
+            stats = f"{returns.mean():.2f} +- {returns.std():.2f} over {len(returns)} episodes"
+            videos = f"; videos: {video_folder}/checkpoint-episode-*.mp4" if video_folder else ""
+            print(f"{saved_args.env_id}: deterministic return {stats}{videos}")
             sys.exit(0)
         args, resumed = load_training_state(args) if args.resume else (args, None)
         gym_id = resolve_env_id(args.env_id)
@@ -761,12 +717,10 @@ if __name__ == "__main__":
             sys.exit("error: --track logs to Weights & Biases, which is not installed: pip install wandb==0.31.0")
         wandb_args = dict(project=args.wandb_project_name, entity=args.wandb_entity, name=run_name, config=vars(args))
         wandb.init(**wandb_args, sync_tensorboard=True, save_code=True)
-    if resumed:  # the same run directory; TensorBoard drops what the interrupted run logged after the checkpoint
-        run_dir = os.path.dirname(os.path.abspath(args.resume))
-        writer = SummaryWriter(run_dir, purge_step=resumed["variables"]["global_step"] + 1)
-    else:
-        run_dir = f"runs/{run_name}"
-        writer = SummaryWriter(run_dir)
+    # --resume: the same run directory, where TensorBoard drops what the interrupted run logged after the checkpoint
+    run_dir = os.path.dirname(os.path.abspath(args.resume)) if resumed else f"runs/{run_name}"
+    writer = SummaryWriter(run_dir, purge_step=resumed["variables"]["global_step"] + 1 if resumed else None)
+    if not resumed:
         writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
 
     # TRY NOT TO MODIFY: seeding
@@ -780,7 +734,7 @@ if __name__ == "__main__":
     # rewards scaled by a running estimate of the discounted return's std as in CleanRL (Brax: x10); episode statistics raw
     envs = gym.wrappers.vector.NormalizeReward(envs, gamma=args.gamma)
     obs_dim, action_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
-    action_low, action_high = envs.single_action_space.low, envs.single_action_space.high
+    low, high = envs.single_action_space.low, envs.single_action_space.high
 
     agent = Agent(obs_dim, action_dim, args.actor_hidden, args.critic_hidden, args.activation).to(device)
     optimizer = optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
@@ -792,17 +746,12 @@ if __name__ == "__main__":
     # ALGO Logic: Storage setup
     obs = torch.zeros((args.num_steps, args.num_envs, obs_dim), device=device)
     zs = torch.zeros((args.num_steps, args.num_envs, action_dim), device=device)
-    logprobs = torch.zeros((args.num_steps, args.num_envs), device=device)
-    rewards = torch.zeros((args.num_steps, args.num_envs), device=device)
-    episode_ends = torch.zeros((args.num_steps, args.num_envs), device=device)
-    values = torch.zeros((args.num_steps, args.num_envs), device=device)
+    logprobs, rewards, episode_ends, values = torch.zeros((4, args.num_steps, args.num_envs), device=device)
 
     # TRY NOT TO MODIFY: start the game
-    global_step = 0
-    next_eval = 0
-    last_eval, last_eval_step = float("nan"), 0
+    global_step = next_eval = 0
+    last_eval, last_eval_step, recent_returns = float("nan"), 0, []
     longest_episode = 0
-    recent_returns = []
     next_checkpoint, start_iteration, training_seconds = args.checkpoint_every, 1, 0.0
     next_obs, _ = envs.reset(seed=args.seed)
     # the training state: every variable of the loop that outlives an iteration (--checkpoint-every, --resume)
@@ -811,7 +760,14 @@ if __name__ == "__main__":
     LOOP_STATE += "decoder stage clip_coef max_grad_norm stage_best_eval stage_best_state longest_episode".split()
     if resumed:  # every one of them as the checkpoint left it, the envs mid-episode and the RNG streams included
         envs.close()
-        globals().update(restore_training_state(resumed))
+        globals().update(resumed["variables"])
+        for env, saved in zip(envs.unwrapped.envs, resumed["mujoco"]):  # gymnasium MuJoCo envs: physics and RNG
+            if saved is not None:
+                physics, env.unwrapped.np_random = saved
+                mujoco.mj_setState(env.unwrapped.model, env.unwrapped.data, physics, mujoco.mjtState.mjSTATE_INTEGRATION)
+                mujoco.mj_forward(env.unwrapped.model, env.unwrapped.data)
+        for set_state, saved in zip((random.setstate, np.random.set_state, torch.set_rng_state), resumed["rng"]):
+            set_state(saved)
         print(f"resumed {run_name} at step {global_step:,} from {args.resume}", flush=True)
     stop_signals = stop_requests() if args.checkpoint_every else []
     start_time = last_print = time.time() - training_seconds
@@ -828,7 +784,7 @@ if __name__ == "__main__":
             next_eval += args.eval_every
             start_time += time.time() - eval_start  # SPS measures training only
 
-        # after the evaluation: all that is logged at steps up to global_step precedes the checkpoint (--resume purges the rest)
+        # after the evaluation: what is logged at steps up to global_step precedes the checkpoint (--resume purges the rest)
         if args.checkpoint_every and (global_step >= next_checkpoint or stop_signals):
             next_checkpoint = (global_step // args.checkpoint_every + 1) * args.checkpoint_every
             start_iteration, training_seconds, checkpoint_start = iteration, time.time() - start_time, time.time()
@@ -836,11 +792,8 @@ if __name__ == "__main__":
             save_training_state(state_path, run_name, args, {name: globals().get(name) for name in LOOP_STATE})
             start_time += time.time() - checkpoint_start  # SPS measures training only
             if stop_signals:
-                print(
-                    f"stopped by {signal.Signals(stop_signals[0]).name} at step {global_step:,}; the training state is saved: "
-                    f"continue with python {os.path.basename(__file__)} --resume {state_path}",
-                    flush=True,
-                )
+                saved = f"the training state is saved: continue with python {os.path.basename(__file__)} --resume {state_path}"
+                print(f"stopped by {signal.Signals(stop_signals[0]).name} at step {global_step:,}; {saved}", flush=True)
                 writer.close()
                 sys.exit(128 + stop_signals[0])
 
@@ -859,14 +812,10 @@ if __name__ == "__main__":
             with torch.no_grad():
                 z, logprob, _, value, _ = agent.get_action_and_value(obs[step])
                 action = decoder(obs[step], z)
-            zs[step] = z
-            logprobs[step] = logprob
-            values[step] = value.flatten()
+            zs[step], logprobs[step], values[step] = z, logprob, value.flatten()
 
             # TRY NOT TO MODIFY: execute the game and log data.
-            next_obs, reward, terminations, truncations, infos = envs.step(
-                squash_to_bounds(action.cpu().numpy(), action_low, action_high)
-            )
+            next_obs, reward, terminations, truncations, infos = envs.step(squash_to_bounds(action.cpu().numpy(), low, high))
             truncated_only = truncations & ~terminations
             if truncated_only.any():  # a time limit is not a terminal state: bootstrap from the true last observation
                 final_obs = torch.from_numpy(np.stack(infos["final_obs"][truncated_only])).to(device)
@@ -874,9 +823,11 @@ if __name__ == "__main__":
                     reward[truncated_only] += args.gamma * agent.get_value(final_obs).flatten().cpu().numpy()
             rewards[step] = torch.from_numpy(reward).to(device)
             episode_ends[step] = torch.from_numpy(terminations | truncations).to(device)
-            recent_returns += log_episodes(writer, infos, global_step)
-            if "episode" in infos:  # sizes the decoder data collection (see decoder_data_envs)
-                longest_episode = max(longest_episode, int(infos["episode"]["l"][infos["_episode"]].max()))
+            for i in np.flatnonzero(infos["_episode"]) if "episode" in infos else []:  # ended episodes: raw return, length
+                writer.add_scalar("charts/episodic_return", infos["episode"]["r"][i], global_step)
+                writer.add_scalar("charts/episodic_length", infos["episode"]["l"][i], global_step)
+                recent_returns.append(float(infos["episode"]["r"][i]))
+                longest_episode = max(longest_episode, int(infos["episode"]["l"][i]))  # sizes the decoder data collection
 
         # bootstrap value if not done
         with torch.no_grad():
@@ -934,9 +885,7 @@ if __name__ == "__main__":
                 loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef + args.latent_kl_coef * kl_loss
 
                 if not torch.isfinite(loss):  # stop before a NaN reaches the weights
-                    sys.exit(
-                        f"error: non-finite loss ({loss.item()}) at step {global_step}; stopping before the run writes garbage"
-                    )
+                    sys.exit(f"error: non-finite loss ({loss:g}) at step {global_step}")
                 optimizer.zero_grad()
                 loss.backward()
                 nn.utils.clip_grad_norm_(agent.parameters(), max_grad_norm)
@@ -955,14 +904,11 @@ if __name__ == "__main__":
         # TRY NOT TO MODIFY: record rewards for plotting purposes
         sps = int(global_step / (time.time() - start_time))
         writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
-        writer.add_scalar("losses/value_loss", v_loss.item(), global_step)
-        writer.add_scalar("losses/policy_loss", pg_loss.item(), global_step)
-        writer.add_scalar("losses/entropy", entropy_loss.item(), global_step)
-        writer.add_scalar("losses/old_approx_kl", old_approx_kl.item(), global_step)
-        writer.add_scalar("losses/approx_kl", approx_kl.item(), global_step)
-        writer.add_scalar("losses/clipfrac", np.mean(clipfracs), global_step)
-        writer.add_scalar("losses/explained_variance", explained_var, global_step)
-        writer.add_scalar("losses/latent_kl", kl_loss.item(), global_step)
+        losses = dict(value_loss=v_loss, policy_loss=pg_loss, entropy=entropy_loss, old_approx_kl=old_approx_kl)
+        losses |= dict(approx_kl=approx_kl, clipfrac=np.mean(clipfracs), explained_variance=explained_var)
+        losses["latent_kl"] = kl_loss
+        for name, value in losses.items():
+            writer.add_scalar(f"losses/{name}", float(value), global_step)
         writer.add_scalar("charts/stage", stage, global_step)
         writer.add_scalar("charts/SPS", sps, global_step)
         if time.time() - last_print > 5 or iteration == args.num_iterations:
@@ -1013,19 +959,15 @@ if __name__ == "__main__":
             clip_coef, max_grad_norm = args.later_clip_coef or args.clip_coef, args.later_max_grad_norm or args.max_grad_norm
             stage, stage_best_eval, stage_best_state = stage + 1, -np.inf, None
 
+    training_seconds = time.time() - start_time
     last_eval = evaluate(agent, decoder, eval_envs, seed=args.seed + 10_000, video=f"step-{global_step}").mean()
     writer.add_scalar("eval/episodic_return", last_eval, global_step)
     log_video(writer, video_folder, global_step, args.track)
-    print(
-        f"final deterministic eval return {last_eval:.2f} after {global_step:,} steps "
-        f"({time.time() - start_time:.0f} s of training)"
-    )
+    print(f"final deterministic eval return {last_eval:.2f} after {global_step:,} steps, {training_seconds:.0f} s of training")
     if args.save_model:
         model_path = f"{run_dir}/{args.exp_name}.pt"
         save_checkpoint(model_path, args, {"agent": agent, "decoder": decoder})
-        print(
-            f"model saved to {model_path}; evaluate it with: python {os.path.basename(__file__)} --eval-checkpoint {model_path}"
-        )
+        print(f"model saved; evaluate it with: python {os.path.basename(__file__)} --eval-checkpoint {model_path}")
     if os.path.exists(f"{run_dir}/training_state.pt"):  # the run is complete: nothing is left to resume
         os.remove(f"{run_dir}/training_state.pt")
 

@@ -631,7 +631,7 @@ if __name__ == "__main__":
         losses = dict(value_loss=v_loss, policy_loss=pg_loss, entropy=entropy_loss, old_approx_kl=old_approx_kl)
         losses |= dict(approx_kl=approx_kl, clipfrac=np.mean(clipfracs), explained_variance=explained_var)
         for name, value in losses.items():
-            writer.add_scalar(f"losses/{name}", float(value), global_step)
+            writer.add_scalar(f"losses/{name}", value, global_step)
         writer.add_scalar("charts/SPS", sps, global_step)
         if time.time() - last_print > 5 or iteration == args.num_iterations:
             last_print = time.time()

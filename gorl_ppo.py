@@ -908,7 +908,7 @@ if __name__ == "__main__":
         losses |= dict(approx_kl=approx_kl, clipfrac=np.mean(clipfracs), explained_variance=explained_var)
         losses["latent_kl"] = kl_loss
         for name, value in losses.items():
-            writer.add_scalar(f"losses/{name}", float(value), global_step)
+            writer.add_scalar(f"losses/{name}", value, global_step)
         writer.add_scalar("charts/stage", stage, global_step)
         writer.add_scalar("charts/SPS", sps, global_step)
         if time.time() - last_print > 5 or iteration == args.num_iterations:

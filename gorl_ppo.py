@@ -1,11 +1,10 @@
 # docs and experiment results: README.md
 """GoRL-PPO: generative online RL (Zhang et al., arXiv 2512.02581) with a PPO latent optimiser, in CleanRL style.
 
-The policy (paper Sec. 4) is a latent Gaussian pi_theta(z|s), trained by PPO as Gaussian PPO trains its policy, and a
-generative decoder g_phi(s, z) (flow matching, or diffusion: GoRL-Diff) of z into the pre-squash action x_0; the env
-action is rescale(tanh(x_0)). In each stage PPO trains the latent policy (pulled toward the N(0, I) prior) with the
-decoder frozen; then the decoder is refit on fresh rollouts to map the FIXED prior N(0, I) to the policy's actions, and
-the latent policy restarts at N(0, I). Stage 0's decoder is the identity: stage 0 is Gaussian PPO.
+The policy (paper Sec. 4) is a latent Gaussian pi_theta(z|s) and a generative decoder g_phi(s, z) (flow matching, or
+diffusion: GoRL-Diff) of z into the pre-squash action x_0; the env action is rescale(tanh(x_0)). In each stage PPO trains
+the latent policy, pulled toward the N(0, I) prior, with the decoder frozen; then the decoder is refit on fresh rollouts
+to map the FIXED prior to the policy's actions, and the latent policy restarts at N(0, I). Stage 0 is Gaussian PPO.
 The defaults are the paper's PPO settings with CleanRL's networks; `paper` or `cleanrl` as the first argument name others.
 `diff gaussian_ppo.py gorl_ppo.py` shows what GoRL adds.
 """
@@ -258,22 +257,16 @@ def layer_init(layer, std=np.sqrt(2), bias_const=0.0):
     return layer
 
 
-def prior_kl(mean: torch.Tensor, logstd: torch.Tensor) -> torch.Tensor:
-    """KL(N(mean, exp(logstd)^2) || N(0, I)), summed over dimensions: 0.5 (mu^2 + sigma^2 - 1) - log sigma."""
-    return (0.5 * (mean**2 + torch.exp(2 * logstd) - 1) - logstd).sum(-1)
-
-
 class FlowDecoder(nn.Module):
-    """Conditional flow-matching decoder g_phi(s, z) (paper Sec. 4.2): a velocity field v(s, x_t, t) integrated from t=1,
-    where x = z, to t=0, where x is the pre-squash action, by the midpoint rule (the paper's Euler steps narrow each
-    refit's policy: benchmark/integrator_check.py). Its observation statistics are its own, set at each refit."""
+    """Conditional flow-matching decoder g_phi(s, z) (paper Sec. 4.2): a velocity field v(s, x_t, t) integrated from t=1
+    (x = z) to t=0 (the pre-squash action) by the midpoint rule (Euler's narrow a refit: benchmark/integrator_check.py)."""
 
     def __init__(self, obs_dim: int, action_dim: int, flow_steps: int, hidden: int = 64, time_dim: int = 8):
         super().__init__()
         self.flow_steps, self.obs_rms = flow_steps, RunningMeanStd(obs_dim)
         self.register_buffer("frequencies", 2.0 ** torch.arange(time_dim // 2) * torch.pi)
-        step_times = 1.0 - torch.arange(flow_steps, dtype=torch.float64) / flow_steps
-        self.register_buffer("step_times", step_times.float(), persistent=False)
+        step_times = (1.0 - torch.arange(flow_steps, dtype=torch.float64) / flow_steps).float()
+        self.register_buffer("step_times", step_times, persistent=False)
         self.register_buffer("step_sizes", torch.full((flow_steps,), -1.0 / flow_steps), persistent=False)
         widths = [obs_dim + action_dim + time_dim] + [hidden] * 4
         layers = [layer for i, o in zip(widths, widths[1:]) for layer in (nn.Linear(i, o), nn.SiLU())]
@@ -306,11 +299,10 @@ class FlowDecoder(nn.Module):
 
 
 class DiffusionDecoder(FlowDecoder):
-    """GoRL-Diff's decoder: denoising diffusion sampled by deterministic DDIM (eta = 0) from x = z at t = 1 to the
-    pre-squash action at t = 0; alpha_bar follows improved DDPM's cosine schedule (s = 0.008) from 0.024 at t = 1 (the
-    first release's range: benchmark/results/diffusion_schedule.md) to 1 at t = 0. DDIM's step, x_{k+1} = r_k x_k + c_k
-    eps_hat with r_k = sqrt(ab_{k+1} / ab_k) and c_k = sqrt(1 - ab_{k+1}) - r_k sqrt(1 - ab_k), is x_k + c_k delta for the
-    delta = eps_hat + (r_k - 1) x_k / c_k that the network predicts: a zero output is a = z, and its loss is DDPM's."""
+    """GoRL-Diff's decoder: deterministic DDIM from x = z at t = 1 to the pre-squash action at t = 0, alpha_bar on improved
+    DDPM's cosine schedule from 0.024 at t = 1 (the first release's: benchmark/results/diffusion_schedule.md) to 1 at t = 0.
+    DDIM's step x_{k+1} = r_k x_k + c_k eps_hat, r_k = sqrt(ab_{k+1} / ab_k), c_k = sqrt(1 - ab_{k+1}) - r_k sqrt(1 - ab_k),
+    is x_k + c_k delta for the delta = eps_hat + (r_k - 1) x_k / c_k that the network predicts: a zero output is a = z."""
 
     def __init__(self, obs_dim: int, action_dim: int, flow_steps: int, hidden: int = 64, time_dim: int = 8):
         super().__init__(obs_dim, action_dim, flow_steps, hidden, time_dim)
@@ -331,8 +323,7 @@ class DiffusionDecoder(FlowDecoder):
         return x + step_size * self.velocity_at(obs_normalized, x, torch.full_like(x[:, :1], t))
 
     def loss(self, obs, actions, eps, t) -> torch.Tensor:
-        """Noise prediction at a grid step that t ~ U(0, 1) picks uniformly: x_k = sqrt(ab_k) a + sqrt(1 - ab_k) eps,
-        target delta = eps + (r_k - 1) x_k / c_k."""
+        """DDPM's noise prediction (as delta) at the step k that t ~ U(0, 1) picks: x_k = sqrt(ab_k) a + sqrt(1 - ab_k) eps."""
         k = (t.squeeze(-1) * self.flow_steps).long().clamp(max=self.flow_steps - 1)
         alpha_bar = self.alpha_bars[k].unsqueeze(-1)
         x_k = alpha_bar.sqrt() * actions + (1 - alpha_bar).sqrt() * eps
@@ -344,9 +335,8 @@ DECODERS = {"flow": FlowDecoder, "diffusion": DiffusionDecoder}
 
 
 def fit_decoder(decoder, obs, actions, epochs, batch_size, lr, noise_draws, patience, val_fraction=0.1):
-    """Refit the decoder on (s, pre-squash action) pairs, noise from the fixed N(0, I) prior (not the latent policy's z:
-    the paper's Fig. 4a shows that collapses), keeping the best-validation weights. Returns (last train loss, best
-    validation loss, the held-out indices); the loss is infinite if the refit never produced a finite one."""
+    """Refit the decoder on (s, pre-squash action) pairs, noise from the fixed N(0, I) prior (the latent policy's z
+    collapses: paper Fig. 4a), keeping the best-validation weights: (last train loss, best val loss, held-out indices)."""
     decoder.obs_rms.mean.copy_(obs.mean(0))
     decoder.obs_rms.var.copy_(obs.var(0, unbiased=False))
     perm, num_val = torch.randperm(len(obs)), max(1, int(len(obs) * val_fraction))
@@ -405,7 +395,9 @@ class Agent(nn.Module):
         probs = Normal(mean, self.actor_logstd.expand_as(mean).exp())
         if z is None:
             z = probs.sample()
-        return z, probs.log_prob(z).sum(1), probs.entropy().sum(1), self.critic(x), prior_kl(mean, self.actor_logstd)
+        # KL(pi_theta(.|s) || N(0, I)) = 0.5 (mean^2 + std^2 - 1) - log std per dimension, summed
+        kl = (0.5 * (mean**2 + torch.exp(2 * self.actor_logstd) - 1) - self.actor_logstd).sum(-1)
+        return z, probs.log_prob(z).sum(1), probs.entropy().sum(1), self.critic(x), kl
 
 
 def compute_gae(rewards, values, episode_ends, next_value, gamma: float, gae_lambda: float) -> torch.Tensor:
@@ -441,10 +433,9 @@ def evaluate(agent: Agent, decoder: FlowDecoder, envs: gym.vector.VectorEnv, see
 
 @torch.no_grad()
 def refit_report(old: tuple, new: tuple, obs: torch.Tensor, eval_envs, seed: int, draws: int = 128) -> dict:
-    """How faithfully a refit hands on its data's policy, old = (latent policy, decoder), to new = (latent policy reset to
-    N(0, I), refit decoder), on held-out states in tanh(x_0): the RMS deterministic action error, per action dimension the
-    new action std over the old, sliced W1 between their actions at a state (16 directions), and both policies' returns.
-    The same noise drives both: an unchanged policy reads 0, 1, 0 and equal returns. Its own RNG: training is unaffected."""
+    """How faithfully a refit hands on old = (latent policy, decoder) to new = (reset latent policy, refit decoder) on held-out
+    states, in tanh(x_0): RMS deterministic action error, new over old action std per dimension, sliced W1 (16 directions),
+    returns. The same noise drives both (unchanged: 0, 1, 0, equal returns); its own RNG leaves training unaffected."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         noise = torch.randn(draws, *obs.shape[:1], eval_envs.single_action_space.shape[0], device=obs.device)
@@ -496,8 +487,7 @@ def collect_decoder_data(agent: Agent, decoder: FlowDecoder, envs: gym.vector.Ve
         data_obs.append(obs_tensor)
         data_actions.append(action)
         obs, _, _, _, infos = envs.step(squash_to_bounds(action.cpu().numpy(), low, high))
-        if "episode" in infos:
-            returns += infos["episode"]["r"][infos["_episode"]].tolist()
+        returns += infos["episode"]["r"][infos["_episode"]].tolist() if "episode" in infos else []
     return torch.cat(data_obs), torch.cat(data_actions), returns
 
 
@@ -559,12 +549,10 @@ def check_args(args: Args):
         raise ValueError("--checkpoint-every pickles the envs mid-episode, which needs them in-process: drop --async-envs")
     if (args.num_envs * args.num_steps) % args.num_minibatches:
         raise ValueError(f"--num-minibatches {args.num_minibatches} must divide --num-envs x --num-steps, the rollout batch")
-    shortest_stage = 1 / (args.num_stages + args.num_stages // 2)  # the share of each stage of the second half
-    if args.num_stages > 1 and not 0 <= args.decoder_data_fraction < shortest_stage:
-        raise ValueError(
-            f"--decoder-data-fraction {args.decoder_data_fraction} must be in [0, {shortest_stage:.3f}): each refit's data "
-            f"comes out of a stage's budget, and the shortest of {args.num_stages} stages is {shortest_stage:.3f} of it"
-        )
+    shortest = 1 / (args.num_stages + args.num_stages // 2)  # each refit's data comes out of a stage's share of the budget
+    if args.num_stages > 1 and not 0 <= args.decoder_data_fraction < shortest:
+        stages = f"[0, {shortest:.3f}), the shortest stage's share of the budget with {args.num_stages} stages"
+        raise ValueError(f"--decoder-data-fraction {args.decoder_data_fraction} must be in {stages}")
 
 
 # The defaults are the paper's PPO settings with CleanRL's tanh 64 x 64 networks: faster to 800 on WalkerWalk (21 and 34
@@ -694,11 +682,9 @@ if __name__ == "__main__":
         args.minibatch_size = int(args.batch_size // args.num_minibatches)
         stage_iterations, decoder_data_steps = plan_stages(args.total_timesteps, args)
         args.num_iterations = int(stage_iterations.sum())
-        if stage_iterations.min() < 1:
-            raise ValueError(
-                f"--total-timesteps {args.total_timesteps} leaves a stage less than one rollout batch ({args.batch_size}) beside "
-                f"its refit's decoder data: {args.num_stages} stages need --total-timesteps {min_total_timesteps(args)} or more"
-            )
+        if stage_iterations.min() < 1:  # each stage needs a rollout batch beside its refit's decoder data
+            needed = f"{min_total_timesteps(args)}, a rollout batch ({args.batch_size}) for each of {args.num_stages} stages"
+            raise ValueError(f"--total-timesteps {args.total_timesteps} must be at least {needed}")
         planned_steps = args.num_iterations * args.batch_size + (args.num_stages - 1) * decoder_data_steps
         envs = make_vector_env(gym_id, args.num_envs, args.seed, args.async_envs)
         run_name = resumed["run_name"] if resumed else f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
@@ -707,9 +693,7 @@ if __name__ == "__main__":
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
     if planned_steps < args.total_timesteps:
-        print(
-            f"note: {planned_steps:,} of the {args.total_timesteps:,} --total-timesteps run (whole rollout batches per stage)"
-        )
+        print(f"note: {planned_steps:,} of the {args.total_timesteps:,} --total-timesteps run (whole rollout batches)")
     if args.track:  # before the SummaryWriter, whose scalars wandb syncs (CleanRL's way); wandb is optional
         try:
             import wandb
@@ -945,16 +929,13 @@ if __name__ == "__main__":
             # critic, which was evaluating that policy, stays (re-initialising it measured worse: ppo_stage_lr.md)
             agent.reset_to_prior()
             report = refit_report(old_policy, (agent, decoder), data_obs[held_out[:1024]], eval_envs, args.seed + 10_000)
-            writer.add_scalar("losses/decoder_train", train_loss, global_step)
-            writer.add_scalar("losses/decoder_val", val_loss, global_step)
-            for name, value in report.items():
-                writer.add_scalar(f"refit/{name}", value, global_step)
-            print(
-                f"stage {stage} done: decoder refit on {len(data_obs):,} (s, a) pairs ({num_data_envs} env"
-                f"{'s' if num_data_envs > 1 else ''} x {steps_per_env} steps from reset), train loss {train_loss:.4f}, val loss "
-                f"{val_loss:.4f} ({time.time() - refit_start:.0f} s)\nrefit check: {refit_summary(report)}",
-                flush=True,
-            )
+            for prefix, scalars in (("losses", dict(decoder_train=train_loss, decoder_val=val_loss)), ("refit", report)):
+                for name, value in scalars.items():
+                    writer.add_scalar(f"{prefix}/{name}", value, global_step)
+            pairs = f"{len(data_obs):,} (s, a) pairs ({num_data_envs} x {steps_per_env} env steps from reset)"
+            fit_losses = f"train loss {train_loss:.4f}, val loss {val_loss:.4f}, {time.time() - refit_start:.0f} s"
+            print(f"stage {stage} done: decoder refit on {pairs}, {fit_losses}")
+            print(f"refit check: {refit_summary(report)}", flush=True)
             optimizer = optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
             clip_coef, max_grad_norm = args.later_clip_coef or args.clip_coef, args.later_max_grad_norm or args.max_grad_norm
             stage, stage_best_eval, stage_best_state = stage + 1, -np.inf, None

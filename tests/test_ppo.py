@@ -106,12 +106,16 @@ def test_decoder_fit_on_gaussian_actions_at_one_state_is_affine():
 # ---------------------------------------------------------------- PPO pieces
 
 
-def test_prior_kl_matches_torch_distributions():
-    mean, logstd = torch.randn(16, 4), torch.randn(16, 4) * 0.5
+def test_latent_kl_matches_torch_distributions():
+    torch.manual_seed(0)
+    agent, obs = gorl_ppo.Agent(obs_dim=6, action_dim=4), torch.randn(16, 6)
+    torch.nn.init.normal_(agent.actor_logstd, std=0.5)
+    torch.nn.init.normal_(agent.actor_mean[-1].weight)  # a mean away from 0
+    mean, std = agent.get_mean(obs), agent.actor_logstd.exp().expand(16, 4)
     expected = torch.distributions.kl_divergence(
-        torch.distributions.Normal(mean, logstd.exp()), torch.distributions.Normal(0.0, 1.0)
+        torch.distributions.Normal(mean, std), torch.distributions.Normal(0.0, 1.0)
     ).sum(-1)
-    torch.testing.assert_close(gorl_ppo.prior_kl(mean, logstd), expected)
+    torch.testing.assert_close(agent.get_action_and_value(obs)[4], expected)
 
 
 def test_reset_to_prior_gives_exactly_standard_normal():
@@ -204,12 +208,11 @@ def test_dm_control_observations_are_flat_float32():
         (["--env-id", "CartPole-v1"], "error: CartPole-v1 has action space Discrete(2)"),
         (
             ["--env-id", "Pendulum-v1", "--total-timesteps", "100"],
-            "error: --total-timesteps 100 leaves a stage less than one rollout batch (30720) beside its refit's decoder data: "
-            "4 stages need --total-timesteps 196032 or more",
+            "error: --total-timesteps 100 must be at least 196032, a rollout batch (30720) for each of 4 stages",
         ),
         (["--num-envs", "4", "--num-steps", "64", "--num-minibatches", "3"], "error: --num-minibatches 3 must divide"),
         (["--num-envs", "0"], "error: --num-envs must be at least 1, got 0"),
-        (["--decoder-data-fraction", "0.2"], "error: --decoder-data-fraction 0.2 must be in [0, 0.167)"),
+        (["--decoder-data-fraction", "0.2"], "error: --decoder-data-fraction 0.2 must be in [0, 0.167), the shortest stage's"),
         (["--eval-checkpoint", "."], "error: --eval-checkpoint . cannot be read as a checkpoint"),
         (
             ["--env-id", "tests.envs:Nope-v0"],

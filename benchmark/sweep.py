@@ -332,30 +332,50 @@ def final_eval(log_path: str) -> str:
     return "n/a"
 
 
+def stopped_by_signal(code: int) -> bool:
+    """A run stopped by a signal (Ctrl-C, SIGTERM, SIGUSR1: it checkpoints and exits 128 + the signal; negative: killed)."""
+    return code < 0 or code - 128 in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+
+
 def launch_local(sweep: Sweep, pending: list, workers: int) -> int:
-    failed, processes, lock, finished = [], {}, threading.Lock(), [0]
+    """Run the pending runs, `workers` at a time. Ctrl-C or SIGTERM to the sweep, or a signal that stops one of its
+    runs, stops the whole sweep: no further run starts, each stopped run keeps its training-state checkpoint."""
+    failed, processes, lock, finished, stop = [], {}, threading.Lock(), [0], threading.Event()
 
     def work(run):
+        if stop.is_set():
+            return
         code, wall = run_one(sweep.run_dir(run), sweep.marker(run), sweep.command(run), run.flags, processes)
         log = os.path.join(sweep.run_dir(run), "train.log")
         with lock:
+            if stopped_by_signal(code):
+                stop.set()
+                print(f"{run.run_id}: stopped by a signal after {wall:.0f} s (exit {code}); the sweep stops", flush=True)
+                return
             finished[0] += 1
             status = f"final eval {final_eval(log)}" if code == 0 else f"FAILED (exit {code}), log {log}"
             print(f"[{finished[0]}/{len(pending)}] {run.run_id}: {wall:.0f} s, {status}", flush=True)
             if code != 0:
                 failed.append((run, code, log))
 
-    start = time.time()
+    def interrupt(signum, frame):  # SIGTERM to the sweep: as Ctrl-C, stop its runs (they checkpoint) and start no other
+        raise KeyboardInterrupt
+
+    start, previous_handler = time.time(), signal.signal(signal.SIGTERM, interrupt)
     pool = ThreadPoolExecutor(max_workers=max(1, workers))
     try:
         for future in as_completed([pool.submit(work, run) for run in pending]):
             future.result()
     except KeyboardInterrupt:
+        stop.set()
         pool.shutdown(wait=False, cancel_futures=True)
         for proc in list(processes.values()):
             proc.terminate()
         for proc in list(processes.values()):
             proc.wait()  # each run writes its training-state checkpoint before it stops
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+    if stop.is_set():
         print("interrupted: finished runs keep their markers, the others their checkpoints; run the same command again to "
               "resume", file=sys.stderr)  # fmt: skip
         return 130

@@ -285,6 +285,42 @@ def test_slurm_task_checkpoints_requeues_and_resumes_its_run(tmp_path):
     assert marker["attempts"] == 2 and marker["wall_s"] > first_wall > 0  # the whole run's time, both attempts
 
 
+def child_pids(pid: int) -> list:
+    """The processes whose parent is pid (read from /proc)."""
+    children = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if int(read(f"/proc/{entry}/stat").rsplit(")", 1)[1].split()[1]) == pid:
+                children.append(int(entry))
+        except (OSError, IndexError):
+            pass  # the process ended meanwhile
+    return children
+
+
+@pytest.mark.parametrize("target", ["run", "sweep"])
+def test_signal_stops_the_whole_local_sweep(tmp_path, target):
+    """SIGTERM to a run (as `kill` or a scheduler would send it) or to the sweep itself: the run checkpoints and stops,
+    and the sweep stops with it instead of starting the next run; the same command then resumes."""
+    argv = ["--table", "t", "--tasks", "Pendulum-v1", "--methods", "gaussian_sac", "--seeds", "1", "2", "--preset", "quick",
+            "--num-seeds", "2", "--sac-steps", "20000", "--num-evals", "2", "--eval-episodes", "1", "--checkpoint-every", "300",
+            "--extra-flags", "--learning-starts 200 --batch-size 64", "--out-dir", str(tmp_path), "--workers", "1"]  # fmt: skip
+    plan = sweep.plan(sweep.build_parser().parse_args(argv))
+    first, second = plan.runs
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "benchmark", "sweep.py"), *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    deadline = time.time() + 120
+    while sweep.training_state(plan.run_dir(first)) is None:
+        assert proc.poll() is None and time.time() < deadline, "the first run wrote no checkpoint"
+        time.sleep(0.05)
+    os.kill(child_pids(proc.pid)[0] if target == "run" else proc.pid, signal.SIGTERM)
+    output = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, output
+    assert "stopped by SIGTERM" in read(os.path.join(plan.run_dir(first), "train.log"))
+    assert sweep.training_state(plan.run_dir(first)) and not os.path.exists(plan.marker(first))
+    assert not os.path.exists(plan.run_dir(second)), output  # the next run never started
+    assert "run the same command again to resume" in output
+
+
 # ---------------------------------------------------------------- summarize
 
 

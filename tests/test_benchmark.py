@@ -450,6 +450,9 @@ def test_curve_table_gives_the_share_of_training_episodes_above_a_return_per_row
     assert "| env steps | gorl_sac `eval/episodic_return` | gorl_sac training episodes above 500 (n) |" in table
     # rows at 0 and 50: the episodes of (-50, 0] (none) and of (0, 50] (3 of 4 above 500); the next row is past the run
     assert "| 0 |  |  |" in table and "| 50 | 920 | 0.75 (4) |" in table
+    # --last-window: the training episodes that ended in the run's last 35 steps, (35, 70]: 920, 5 and 0
+    table = curve_table([str(tmp_path / "Task__gorl_sac__1__0")], ["eval/episodic_return"], every=50, window=35)
+    assert "- gorl_sac training return, last 35 env steps: mean 308.3 over 3 episodes in (35, 70], 0 to 920" in table
 
 
 def test_refit_check_refits_decoders_on_buffer_slices_of_a_training_state(tmp_path):

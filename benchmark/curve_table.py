@@ -33,6 +33,8 @@ def share_above(points: list, after: int, upto: int, threshold: float) -> str:
 def last_window(points: list, last: int, window: int) -> str:
     """The mean of the values logged in (last - window, last], with their count and range."""
     values = [value for at, value in points if at > last - window]
+    if not values:
+        return f"no episode ended in ({last - window:,}, {last:,}]"
     return (f"mean {sum(values) / len(values):.1f} over {len(values)} episodes in ({last - window:,}, {last:,}], "
             f"{min(values):.4g} to {max(values):.4g}")  # fmt: skip
 
@@ -76,6 +78,8 @@ def main(argv=None) -> int:
     parser.add_argument("--share-above", type=float, help="also the share of training episodes with a return above this")
     parser.add_argument("--last-window", type=int, help="also each run's mean training return over its last N env steps")
     args = parser.parse_args(argv)
+    if args.last_window is not None and args.last_window <= 0:
+        parser.error(f"--last-window must be a positive number of env steps, got {args.last_window}")
     try:
         print(curve_table(args.run_dirs, args.tags, args.every, args.share_above, args.last_window), end="")
     except FileNotFoundError as err:

@@ -436,7 +436,7 @@ def test_curve_table_reads_each_run_at_every_step_and_gives_ranges(tmp_path):
     assert "- gaussian_sac `losses/qf1_values`: 0 to 6 over 7 points, last 6 at step 60" in table
 
 
-def test_curve_table_gives_the_share_of_training_episodes_above_a_return_per_row(tmp_path):
+def test_curve_table_gives_the_share_of_training_episodes_above_a_return_and_the_last_window_mean(tmp_path):
     from torch.utils.tensorboard import SummaryWriter
 
     from benchmark.curve_table import curve_table
@@ -453,6 +453,8 @@ def test_curve_table_gives_the_share_of_training_episodes_above_a_return_per_row
     # --last-window: the training episodes that ended in the run's last 35 steps, (35, 70]: 920, 5 and 0
     table = curve_table([str(tmp_path / "Task__gorl_sac__1__0")], ["eval/episodic_return"], every=50, window=35)
     assert "- gorl_sac training return, last 35 env steps: mean 308.3 over 3 episodes in (35, 70], 0 to 920" in table
+    table = curve_table([str(tmp_path / "Task__gorl_sac__1__0")], ["eval/episodic_return"], every=50, window=0)
+    assert "- gorl_sac training return, last 0 env steps: no episode ended in (70, 70]" in table
 
 
 def test_refit_check_refits_decoders_on_buffer_slices_of_a_training_state(tmp_path):

@@ -43,7 +43,7 @@ class Args:
     seed: int = 1
     """seed of the experiment: same seed, same machine, same result"""
     torch_threads: int = 1
-    """CPU threads for torch: 1 lets a sweep run one job per core; a lone run is ~1.3x faster with 2 (sac_gym.md)"""
+    """CPU threads for torch: 1 lets a sweep run one job per core, 2 a lone run ~1.3x faster; results can differ per count"""
     cuda: bool = True
     """run the networks on a GPU when one is present (the envs stay on the CPU); --no-cuda runs are deterministic"""
     track: bool = False
